@@ -1,0 +1,37 @@
+"""What every stage entry shares: one-line errors and stale temporaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from cqia.errors import CqiaError
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a stage's main; a CqiaError is one line on stderr and exit 1, never a traceback."""
+    try:
+        code = main()
+    except CqiaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def sweep(*targets: str | Path) -> None:
+    """Remove temporaries a killed run left next to these outputs."""
+    import shutil
+
+    for target in targets:
+        target = Path(target)
+        if not target.parent.is_dir():
+            continue
+        for stale in target.parent.glob(f".{target.name}.*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)

@@ -1,0 +1,23 @@
+"""One exception type for every error a user can meet.
+
+A `CqiaError` is printed as one line (``error: <message>``) by the stage
+entries and the CLI, never as a traceback. The message names the file, the
+line and the field where there is one, and says what to do.
+"""
+
+
+class CqiaError(Exception):
+    """An error with a message written for the person who has to fix it."""
+
+    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None):
+        self.where = where
+        self.fix = fix
+        self.bare = message
+        text = f"{where}: {message}" if where else message
+        if fix:
+            text = f"{text}. {fix}"
+        super().__init__(text)
+
+
+class GateFailed(CqiaError):
+    """A gate (schema, Great Expectations suite, accounting) did not pass."""

@@ -1,0 +1,117 @@
+"""File I/O shared by the stages: atomic outputs, JSON Lines, hashes.
+
+Outputs appear whole or not at all: every writer writes to a temporary file
+next to its target and renames it into place only when the stage commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+JSONL_OPTS = orjson.OPT_APPEND_NEWLINE
+
+
+def dumps_line(obj: Any) -> bytes:
+    """One JSON Lines line, UTF-8, "\\n"-terminated, non-ASCII kept as is."""
+    return orjson.dumps(obj, option=JSONL_OPTS)
+
+
+def dumps_canonical(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace. Used for ids and hashes."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def dumps_pretty(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+def read_jsonl(path: str | Path) -> Iterator[Any]:
+    """Yield the objects of a JSON Lines file this project wrote.
+
+    Lines are split on b"\\n" only: U+2028 and U+2029 are legal inside JSON
+    strings and `str.splitlines()` would tear records apart at them.
+    """
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
+class Staging:
+    """Collects a stage's outputs in temporary files and commits them together.
+
+    ``commit()`` renames every staged file into place; if the stage fails
+    before that (an exception, a failed gate, SIGKILL) nothing is renamed, and
+    ``discard()`` (or the next run) removes the temporaries. Temporaries live
+    next to their targets, so the rename is atomic on POSIX.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def path(self, target: str | Path) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        self._staged.append((Path(tmp), target))
+        return Path(tmp)
+
+    def directory(self, target: str | Path) -> Path:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        self._staged.append((tmp, target))
+        return tmp
+
+    @contextmanager
+    def open(self, target: str | Path) -> Iterator[Any]:
+        with open(self.path(target), "wb") as handle:
+            yield handle
+
+    def commit(self) -> None:
+        for tmp, target in self._staged:
+            if tmp.is_dir():
+                os.chmod(tmp, 0o755)
+                if target.exists():
+                    old = target.with_name(f".{target.name}.old")
+                    shutil.rmtree(old, ignore_errors=True)
+                    target.rename(old)
+                    tmp.rename(target)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    tmp.rename(target)
+            else:
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()

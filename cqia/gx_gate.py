@@ -1,0 +1,146 @@
+"""The Great Expectations gate: a hand-written suite run on a stage's batch.
+
+Suites are plain JSON files in expectations/ (no generated ids, so diffs stay
+clean):
+
+    {"name": "default",
+     "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]}
+
+They run in an ephemeral GX Core 1.x context on a pandas frame of the batch,
+chunk by chunk (`gates.chunk_rows` in params.yaml) so memory stays bounded.
+Importing great_expectations costs seconds, so this module is imported only
+where a gate runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cqia.errors import CqiaError
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+SAMPLE_IDS = 5
+
+
+@dataclass
+class ExpectationResult:
+    type: str
+    column: str | None
+    success: bool
+    unexpected_count: int = 0
+    sample_ids: list[str] = field(default_factory=list)
+    observed: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"expectation": self.type, "column": self.column, "success": self.success,
+               "unexpected_count": self.unexpected_count}
+        if self.sample_ids:
+            out["sample_ids"] = self.sample_ids
+        if self.observed is not None:
+            out["observed"] = self.observed
+        return out
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    try:
+        suite = orjson.loads(Path(path).read_bytes())
+    except OSError:
+        raise CqiaError("expectation suite not found", where=str(path),
+                        fix="Create it, or point the category's 'suite' at an existing file in expectations/") from None
+    except orjson.JSONDecodeError as exc:
+        raise CqiaError(f"expectation suite is not valid JSON ({exc})", where=str(path)) from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise CqiaError("a suite is {\"name\": ..., \"expectations\": [...]}", where=str(path))
+    for number, exp in enumerate(suite["expectations"], start=1):
+        if not isinstance(exp, dict) or not isinstance(exp.get("type"), str) or not isinstance(exp.get("kwargs", {}), dict):
+            raise CqiaError(f"expectation {number} needs a 'type' string and a 'kwargs' object", where=str(path))
+    return suite
+
+
+def _build_suite(gx, name: str, expectations: list[dict[str, Any]]):
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    built = []
+    for exp in expectations:
+        try:
+            built.append(ExpectationConfiguration(type=exp["type"], kwargs=dict(exp.get("kwargs", {}))).to_domain_obj())
+        except Exception as exc:  # GX raises its own errors for unknown types and bad kwargs
+            raise CqiaError(f"expectation {exp['type']!r} cannot be built ({exc})", where=f"suite {name}",
+                            fix="Check the expectation's name and kwargs against the GX Core 1.x gallery") from None
+    return gx.ExpectationSuite(name=name, expectations=built)
+
+
+def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Validate every frame (pandas DataFrames of one batch) against the suite.
+
+    Returns {"suite", "success", "rows", "expectations": [...]} with, per
+    expectation, the failing count summed over the chunks and a few failing ids.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    expectations = list(suite["expectations"]) + list(extra or [])
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    gx_suite = context.suites.add(_build_suite(gx, suite.get("name", "suite"), expectations))
+    batch_definition = (context.data_sources.add_pandas("cqia")
+                        .add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole"))
+    results = [ExpectationResult(e["type"], e.get("kwargs", {}).get("column"), True) for e in expectations]
+    by_id = {exp.id: res for exp, res in zip(gx_suite.expectations, results)}
+    rows = 0
+    for frame in frames:
+        rows += len(frame)
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        validation = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+        for exp_result in validation.results:
+            res = by_id[exp_result.expectation_config.id]
+            if exp_result.success:
+                continue
+            res.success = False
+            info = exp_result.result or {}
+            if exp_result.exception_info and exp_result.exception_info.get("raised_exception"):
+                res.observed = exp_result.exception_info.get("exception_message")
+            res.unexpected_count += int(info.get("unexpected_count") or 0)
+            if info.get("observed_value") is not None:
+                res.observed = _plain(info["observed_value"])
+            if info.get("partial_missing_list"):
+                res.observed = f"missing {_plain(info['partial_missing_list'])}"
+                res.unexpected_count += int(info.get("missing_count") or 0)
+            index = info.get("unexpected_index_list") or []
+            if "id" in frame.columns:
+                for i in index[: SAMPLE_IDS - len(res.sample_ids)]:
+                    res.sample_ids.append(str(frame["id"].iloc[i] if isinstance(i, int) else i))
+    return {"suite": suite.get("name", ""), "success": all(r.success for r in results), "rows": rows,
+            "expectations": [r.as_dict() for r in results]}
+
+
+def _plain(value: Any) -> Any:
+    try:
+        orjson.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def failure_report(result: dict[str, Any], where: str) -> str:
+    lines = [f"{where}: Great Expectations suite '{result['suite']}' failed on {result['rows']} rows:"]
+    for exp in result["expectations"]:
+        if exp["success"]:
+            continue
+        line = f"  - {exp['expectation']}"
+        if exp["column"]:
+            line += f" on column '{exp['column']}'"
+        line += f": {exp['unexpected_count']} failing"
+        if exp.get("sample_ids"):
+            line += f", e.g. ids {', '.join(exp['sample_ids'])}"
+        if exp.get("observed") is not None:
+            line += f" (observed {exp['observed']})"
+        lines.append(line)
+    lines.append("  Nothing was written. Fix the data or the rule that let it through, or the suite if it is wrong.")
+    return "\n".join(lines)

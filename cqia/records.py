@@ -1,0 +1,168 @@
+"""The category stage's core: raw items in, accepted records and rejects out.
+
+    parse -> map to the record -> normalise -> rules -> review -> schema
+
+`process()` is a pure generator: it never sees a path or params.yaml. Each
+outcome carries its lineage (source location, the raw record verbatim and
+every step that touched it), so lineage is a lookup, never a reconstruction.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from cqia.fileio import dumps_canonical
+from cqia.formats import FORMATS, MissingField, RawItem
+from cqia.normalize import normalize_text, rule_chain
+from cqia.params import Category
+from cqia.review import Decision
+from cqia.rules import check
+from cqia.schema import RecordSchema
+
+RECORD_KEYS = ("id", "instruction", "input", "output", "task_type", "domain", "metadata",
+               "answer_from", "human_verified", "copyright")
+TEXT_FIELDS = ("instruction", "input", "output")
+
+
+def make_id(category: str, raw: Any, raw_text: str, occurrence: int) -> str:
+    """A stable id: sha256 over the category, the canonical raw record and its occurrence.
+
+    The raw record is serialised canonically (sorted keys, no whitespace), so
+    the id does not depend on the line it sits on, on key order or
+    indentation upstream, or on any cleaning rule. `occurrence` (0 for the
+    first copy) tells byte-identical raw records apart. A raw line that did
+    not parse is hashed as its text.
+    """
+    body = dumps_canonical(raw) if raw is not None else raw_text.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(category.encode() + b"\x00" + body + b"\x00" + str(occurrence).encode()).hexdigest()
+    return f"{category}-{digest[:16]}"
+
+
+@dataclass
+class Outcome:
+    accepted: bool
+    id: str
+    record: dict[str, Any] | None      # the released record (accepted only)
+    lineage: dict[str, Any]
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a raw file's items come from, as lineage shows it."""
+
+    file: str
+    md5: str
+
+
+class Processor:
+    """Turns the raw items of one category into outcomes. Holds only per-category state."""
+
+    def __init__(self, category: Category, schema: RecordSchema, decisions: dict[str, Decision]):
+        self.category = category
+        self.schema = schema
+        self.decisions = decisions
+        self.unused_decisions = set(decisions)
+        self.fmt = FORMATS[category.format]
+        self.chain = rule_chain(category.normalize)
+        self.require_accept = bool(category.review.get("require_accept"))
+        self._seen: dict[bytes, int] = {}
+
+    def _occurrence(self, raw: Any, text: str) -> int:
+        key = hashlib.blake2b(dumps_canonical(raw) if raw is not None else text.encode("utf-8", "surrogatepass"),
+                              digest_size=12).digest()
+        count = self._seen.get(key, 0)
+        self._seen[key] = count + 1
+        return count
+
+    def process(self, source: Source, items: Iterable[RawItem]) -> Iterator[Outcome]:
+        for item in items:
+            yield self.one(source, item)
+
+    def one(self, source: Source, item: RawItem) -> Outcome:
+        cat = self.category
+        rid = make_id(cat.name, item.raw, item.text, self._occurrence(item.raw, item.text))
+        loc: dict[str, Any] = {"file": source.file, "md5": source.md5, "line": item.line}
+        if item.index is not None:
+            loc["index"] = item.index
+        lineage: dict[str, Any] = {
+            "id": rid, "status": "rejected", "category": cat.name, "source": loc,
+            "raw": item.raw if item.raw is not None else item.text,
+            "steps": [{"step": "parse", "format": cat.format, "layout": item.layout,
+                       "result": "reject" if item.reason else "pass"}],
+        }
+
+        def reject(reason: str, detail: str, step: str) -> Outcome:
+            lineage["reason"] = reason
+            lineage["detail"] = detail
+            if step != "parse":
+                lineage["steps"].append({"step": step, "result": "reject", "reason": reason, "detail": detail})
+            else:
+                lineage["steps"][-1].update(reason=reason, detail=detail)
+            return Outcome(False, rid, None, lineage, reason)
+
+        if item.reason:
+            return reject(item.reason, item.detail or "", "parse")
+        try:
+            fields = self.fmt.fields(item.raw, item.layout)
+        except MissingField as exc:
+            return reject("missing_field", f"field '{exc.field}' is missing", "map")
+
+        record, map_step = self._assemble(rid, fields, item.raw)
+        lineage["steps"].append(map_step)
+        for name in TEXT_FIELDS:
+            value = record[name]
+            if isinstance(value, str):
+                new, changed = normalize_text(value, self.chain)
+                if changed:
+                    lineage["steps"].append({"step": "normalize", "field": name, "rules": changed,
+                                             "before": value, "after": new})
+                    record[name] = new
+
+        verdict = check(record, cat.rules)
+        if verdict:
+            return reject(verdict[0], verdict[1], "rules")
+        lineage["steps"].append({"step": "rules", "result": "pass"})
+
+        decision = self.decisions.get(rid)
+        if decision:
+            self.unused_decisions.discard(rid)
+            lineage["steps"].append(decision.as_step())
+            if decision.decision == "reject":
+                lineage["reason"] = "review_rejected"
+                lineage["detail"] = decision.note
+                return Outcome(False, rid, None, lineage, "review_rejected")
+            record["human_verified"] = True
+        elif self.require_accept:
+            return reject("review_pending", "this category releases only records a reviewer accepted", "review")
+
+        if not self.schema.is_valid(record):
+            return reject("schema_invalid", self.schema.explain(record), "schema")
+        lineage["steps"].append({"step": "schema", "result": "pass"})
+        lineage["status"] = "accepted"
+        return Outcome(True, rid, record, lineage)
+
+    def _assemble(self, rid: str, fields: dict[str, Any], raw: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+        defaults = self.category.defaults
+        record: dict[str, Any] = {"id": rid}
+        from_defaults = []
+        for key in RECORD_KEYS[1:]:
+            if key in fields:
+                record[key] = fields[key]
+            elif key in defaults:
+                record[key] = copy.deepcopy(defaults[key])
+                from_defaults.append(key)
+            elif key == "metadata":
+                record[key] = ""
+                from_defaults.append(key)
+        extra = fields.get("domain_extra")
+        if extra and isinstance(record.get("domain"), list):
+            record["domain"] = record["domain"] + [d for d in extra if d not in record["domain"]]
+        step: dict[str, Any] = {"step": "map", "defaults": from_defaults}
+        dropped = sorted(k for k in raw if k not in fields) if self.category.format == "cqia-jsonl" else []
+        if dropped:
+            step["dropped_keys"] = dropped
+        return record, step

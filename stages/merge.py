@@ -1,0 +1,176 @@
+"""Stage `merge`: every category's accepted records -> data/release/.
+
+    python -m stages.merge --params params.yaml --stages-dir data/stages \\
+        --schema schemas/record.schema.json --suite expectations/release.json \\
+        --out data/release --metrics data/release_metrics.json
+
+Reads `release` and `categories` from params. Drops exact duplicates across
+the release (keeping the first in category order), writes JSON Lines and
+Parquet per category, the full file, lineage.jsonl, manifest.json and the
+dataset card, runs the release gate, then puts the directory in place whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cqia.entry import run, sweep
+from cqia.errors import CqiaError, GateFailed
+from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
+from cqia.formats import FORMAT_NAMES
+from cqia.params import load_categories, load_yaml
+from cqia.records import RECORD_KEYS
+from cqia.release import dataset_card, dedup_key, parquet_schema
+from cqia.schema import RecordSchema
+
+FULL_FILE = "full.jsonl"
+BATCH = 10_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stages.merge", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in ("--params", "--stages-dir", "--schema", "--suite", "--out", "--metrics"):
+        ap.add_argument(flag, required=True)
+    args = ap.parse_args(argv)
+    out_dir, stages_dir = Path(args.out), Path(args.stages_dir)
+    sweep(out_dir, args.metrics)
+
+    params = load_yaml(args.params)
+    release = params.get("release") or {}
+    version = release.get("version")
+    if not isinstance(version, str) or not version:
+        raise CqiaError("release.version is missing", where=args.params, fix="Set it, e.g. 'v0.1'")
+    categories = load_categories(params, FORMAT_NAMES, args.params)
+    schema = RecordSchema.from_file(args.schema)
+    from cqia.gx_gate import failure_report, load_suite, run_suite
+
+    suite = load_suite(args.suite)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pschema = parquet_schema()
+    seen: dict[bytes, str] = {}
+    ids: set[str] = set()
+    summary: list[dict[str, Any]] = []
+    raw_inputs: dict[str, str] = {}
+    gate_ids: list[str] = []
+    gate_cats: list[str] = []
+    example = None
+
+    with Staging() as staging:
+        tmp = staging.directory(out_dir)
+        with open(tmp / FULL_FILE, "wb") as full, open(tmp / "lineage.jsonl", "wb") as lineage_out:
+            for cat in categories:
+                cdir = stages_dir / cat.name
+                metrics_path = cdir / "metrics.json"
+                if not metrics_path.is_file():
+                    raise CqiaError(f"no stage output for category '{cat.name}'", where=str(metrics_path),
+                                    fix=f"Run `dvc repro category@{cat.name}` first")
+                cmetrics = orjson.loads(metrics_path.read_bytes())
+                for file, info in cmetrics["files"].items():
+                    raw_inputs[file] = info["md5"]
+                (tmp / cat.name).mkdir()
+                released = duplicates = 0
+                batch: list[dict[str, Any]] = []
+                with open(tmp / cat.name / "train.jsonl", "wb") as cat_out, \
+                        pq.ParquetWriter(tmp / cat.name / "train.parquet", pschema) as writer:
+                    for entry in read_jsonl(cdir / "accepted.jsonl"):
+                        record, lineage = entry["record"], entry["lineage"]
+                        record = {k: record[k] for k in RECORD_KEYS}
+                        key = dedup_key(record)
+                        first = seen.get(key)
+                        if first is not None:
+                            duplicates += 1
+                            reason = f"duplicate_of:{first}"
+                            lineage.update(status="rejected", reason=reason,
+                                           detail=f"same instruction, input and output as {first}")
+                            lineage["steps"].append({"step": "merge", "result": "reject", "reason": reason,
+                                                     "duplicate_of": first})
+                            lineage["release"] = version
+                            lineage_out.write(dumps_line(lineage))
+                            continue
+                        if record["id"] in ids:
+                            raise GateFailed(f"id {record['id']} occurs twice", where=f"category {cat.name}")
+                        if not schema.is_valid(record):
+                            raise GateFailed(f"record {record['id']} fails the schema at the release gate "
+                                             f"({schema.explain(record)})", where=f"category {cat.name}")
+                        seen[key] = record["id"]
+                        ids.add(record["id"])
+                        released += 1
+                        example = example or record
+                        line = dumps_line(record)
+                        cat_out.write(line)
+                        full.write(line)
+                        batch.append(record)
+                        if len(batch) >= BATCH:
+                            writer.write_table(pa.Table.from_pylist(batch, schema=pschema))
+                            batch = []
+                        gate_ids.append(record["id"])
+                        gate_cats.append(cat.name)
+                        lineage.update(status="released", release=version)
+                        lineage["steps"].append({"step": "merge", "result": "pass"})
+                        lineage_out.write(dumps_line(lineage))
+                    if batch:
+                        writer.write_table(pa.Table.from_pylist(batch, schema=pschema))
+                rejected = Counter(cmetrics["rejected_by_reason"])
+                for entry in read_jsonl(cdir / "rejects.jsonl"):
+                    entry["release"] = version
+                    lineage_out.write(dumps_line(entry))
+                if duplicates:
+                    rejected["duplicate_of"] = duplicates
+                if cmetrics["accepted"] != released + duplicates:
+                    raise GateFailed(f"accounting gate failed: {cmetrics['accepted']} accepted but {released} "
+                                     f"released + {duplicates} duplicates", where=f"category {cat.name}")
+                summary.append({"name": cat.name, "raw": cmetrics["raw"], "released": released,
+                                "rejected": sum(rejected.values()),
+                                "rejected_by_reason": dict(sorted(rejected.items())),
+                                "source": cat.source, "construction": cat.construction})
+
+        import pandas as pd
+
+        expected = [c.name for c in categories]
+        total = sum(c["released"] for c in summary)
+        extra = [{"type": "expect_column_distinct_values_to_equal_set",
+                  "kwargs": {"column": "category", "value_set": expected}},
+                 {"type": "expect_table_row_count_to_equal", "kwargs": {"value": total}}]
+        gx_result = run_suite(suite, [pd.DataFrame({"id": gate_ids, "category": gate_cats})], extra)
+        if not gx_result["success"]:
+            raise GateFailed(failure_report(gx_result, f"release {version} ({args.suite})"))
+
+        card_release = dict(release)
+        (tmp / "README.md").write_text(dataset_card(card_release, summary, example, FULL_FILE), encoding="utf-8")
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            with open(path, "rb") as handle:
+                files[path.relative_to(tmp).as_posix()] = {"sha256": hashlib.file_digest(handle, "sha256").hexdigest(),
+                                                          "bytes": path.stat().st_size}
+        manifest = {
+            "name": release.get("name", "COIG-CQIA"),
+            "version": version,
+            "schema_version": schema.version,
+            "released": total,
+            "categories": {c["name"]: {k: c[k] for k in ("raw", "released", "rejected", "rejected_by_reason")}
+                           for c in summary},
+            "raw_inputs": dict(sorted(raw_inputs.items())),
+            "files": files,
+        }
+        (tmp / "manifest.json").write_bytes(dumps_pretty(manifest))
+        metrics = {"version": version, "released": total,
+                   "categories": manifest["categories"],
+                   "gates": {"great_expectations": gx_result,
+                             "accounting": {"success": True}}}
+        with staging.open(args.metrics) as out:
+            out.write(dumps_pretty(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,88 @@
+"""Shared fixtures. End-to-end tests drive the real `dvc` and `git` CLIs in temp repos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Copied into a temporary repo: everything the pipeline needs, nothing it builds.
+REPO_FILES = ("dvc.yaml", "params.yaml", "schemas", "expectations", "stages", "cqia", "data/raw", "data/reviews")
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    """Environment for dvc/git subprocesses: no analytics, caches and configs inside tmp."""
+    env = dict(os.environ)
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        GX_ANALYTICS_ENABLED="False",
+        DVC_SITE_CACHE_DIR=str(tmp / "dvc-site-cache"),
+        DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"),
+        GIT_AUTHOR_NAME="cqia test", GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="cqia test", GIT_COMMITTER_EMAIL="test@example.invalid",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+class Repo:
+    """A temporary git + DVC repository holding a copy of the registry's pipeline."""
+
+    def __init__(self, path: Path, env: dict[str, str]):
+        self.path = path
+        self.env = env
+
+    def run(self, *cmd: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, cwd=cwd or self.path, env=self.env, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "dvc"), *args, check=check)
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("git", *args, check=check)
+
+    def cqia(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "cqia"), *args, check=check)
+
+    def file(self, rel: str) -> Path:
+        return self.path / rel
+
+
+def make_repo(tmp: Path, files=REPO_FILES) -> Repo:
+    repo_dir = tmp / "repo"
+    repo_dir.mkdir()
+    for rel in files:
+        src = ROOT / rel
+        dst = repo_dir / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    (repo_dir / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    repo = Repo(repo_dir, isolated_env(tmp))
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "init")
+    return repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return make_repo(tmp_path)

@@ -1,0 +1,105 @@
+"""The real `dvc` CLI driving the pipeline in a temporary git repository."""
+
+import hashlib
+import json
+import shutil
+
+import orjson
+import pytest
+from ruamel.yaml import YAML
+
+pytestmark = pytest.mark.e2e
+
+
+def tree_digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def edit_params(repo, change):
+    yaml = YAML()
+    path = repo.file("params.yaml")
+    data = yaml.load(path.read_text(encoding="utf-8"))
+    change(data)
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.dump(data, handle)
+
+
+def running(proc):
+    return sorted(line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage"))
+
+
+def test_repro_builds_a_gated_deterministic_release(repo):
+    repo.dvc("repro")
+    release = repo.file("data/release")
+    manifest = json.loads((release / "manifest.json").read_text())
+    metrics = json.loads(repo.file("data/release_metrics.json").read_text())
+    # accounting holds per category: raw = released + rejected
+    for name, cat in manifest["categories"].items():
+        assert cat["raw"] == cat["released"] + cat["rejected"], name
+        assert sum(cat["rejected_by_reason"].values()) == cat["rejected"]
+        lines = (release / name / "train.jsonl").read_bytes().split(b"\n")[:-1]
+        assert len(lines) == cat["released"]
+    assert metrics["released"] == sum(c["released"] for c in manifest["categories"].values())
+    # every raw record is in lineage.jsonl, released or rejected with a reason
+    lineage = [orjson.loads(l) for l in (release / "lineage.jsonl").read_bytes().splitlines()]
+    assert len(lineage) == sum(c["raw"] for c in manifest["categories"].values())
+    assert all(e["status"] == "released" or e["reason"] for e in lineage)
+    # the manifest's hashes are the files' hashes
+    digest = tree_digest(release)
+    for rel, info in manifest["files"].items():
+        assert digest[rel] == info["sha256"], rel
+    # a second repro does nothing; dvc status is clean
+    again = repo.dvc("repro")
+    assert running(again) == []
+    assert repo.dvc("status", "-q", check=False).returncode == 0
+    # two builds from scratch give the same bytes and the same dvc.lock
+    lock = repo.file("dvc.lock").read_bytes()
+    shutil.rmtree(repo.file("data/stages"))
+    shutil.rmtree(release)
+    repo.dvc("repro")
+    assert tree_digest(release) == digest
+    assert repo.file("dvc.lock").read_bytes() == lock
+
+
+def test_a_category_added_by_a_params_entry_alone(repo):
+    repo.dvc("repro")
+    (repo.file("data/raw/xhs")).mkdir()
+    records = [{"instruction": f"第{i}个问题：周末去哪里玩比较好？", "input": "", "output": f"推荐第{i}个去处：城郊的湿地公园，适合散步和拍照。",
+                "task_type": {"major": ["问答"], "minor": ["生活"]}, "domain": ["生活"], "metadata": "",
+                "answer_from": "human", "human_verified": False, "copyright": "作者授权"} for i in range(3)]
+    repo.file("data/raw/xhs/train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    repo.file("data/reviews/xhs.jsonl").write_bytes(b"")
+    edit_params(repo, lambda p: p["categories"].update(xhs={"format": "cqia-jsonl", "raw": ["train.jsonl"],
+                                                            "suite": "default", "source": "Xiaohongshu"}))
+    proc = repo.dvc("repro")
+    assert running(proc) == ["category@xhs", "merge"]
+    manifest = json.loads(repo.file("data/release/manifest.json").read_text())
+    assert manifest["categories"]["xhs"]["released"] == 3
+    assert "config_name: xhs" in repo.file("data/release/README.md").read_text()
+
+
+def test_a_rule_change_reruns_only_its_category_and_merge(repo):
+    repo.dvc("repro")
+    edit_params(repo, lambda p: p["categories"]["zhihu"]["rules"]["min_chars"].update(output=170))
+    proc = repo.dvc("repro")
+    assert running(proc) == ["category@zhihu", "merge"]
+    metrics = json.loads(repo.file("data/stages/zhihu/metrics.json").read_text())
+    assert metrics["accepted"] > 0 and metrics["rejected_by_reason"]["too_short"] > 0
+
+
+def test_a_failing_suite_fails_the_stage_and_nothing_downstream_runs(repo):
+    suite = json.loads(repo.file("expectations/default.json").read_text())
+    suite["expectations"].append({"type": "expect_column_value_lengths_to_be_between",
+                                  "kwargs": {"column": "output", "max_value": 50}})
+    repo.file("expectations/default.json").write_text(json.dumps(suite, ensure_ascii=False))
+    proc = repo.dvc("repro", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "Great Expectations suite 'default' failed" in err
+    assert "expect_column_value_lengths_to_be_between on column 'output':" in err
+    assert "e.g. ids 100poison-" in err
+    assert not repo.file("data/stages/100poison/accepted.jsonl").exists()
+    assert not list(repo.file("data/stages/100poison").glob(".*.tmp"))
+    assert not repo.file("data/release").exists()
+    assert "merge" not in repo.file("dvc.lock").read_text() if repo.file("dvc.lock").exists() else True
