@@ -78,6 +78,19 @@ def summary(as_json: bool) -> None:
         click.echo(render_summary(metrics, RELEASE_DIR.as_posix()))
 
 
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import cqia.commands
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(cqia.commands.__path__)):
+        importlib.import_module(f"cqia.commands.{module}").register(cli)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(prog_name="cqia")
 
