@@ -24,12 +24,12 @@ from cqia.entry import run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
 from cqia.formats import FORMAT_NAMES
+from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE, LineageWriter
 from cqia.params import load_categories, load_yaml
 from cqia.records import RECORD_KEYS
 from cqia.release import dataset_card, dedup_key, parquet_schema
 from cqia.schema import RecordSchema
 
-FULL_FILE = "full.jsonl"
 BATCH = 10_000
 
 
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with Staging() as staging:
         tmp = staging.directory(out_dir)
-        with open(tmp / FULL_FILE, "wb") as full, open(tmp / "lineage.jsonl", "wb") as lineage_out:
+        with open(tmp / FULL_FILE, "wb") as full, open(tmp / LINEAGE_FILE, "wb") as lineage_handle:
+            lineage_out = LineageWriter(lineage_handle)
             for cat in categories:
                 cdir = stages_dir / cat.name
                 metrics_path = cdir / "metrics.json"
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                             lineage["steps"].append({"step": "merge", "result": "reject", "reason": reason,
                                                      "duplicate_of": first})
                             lineage["release"] = version
-                            lineage_out.write(dumps_line(lineage))
+                            lineage_out.write(lineage)
                             continue
                         if record["id"] in ids:
                             raise GateFailed(f"id {record['id']} occurs twice", where=f"category {cat.name}")
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                         example = example or record
                         line = dumps_line(record)
                         cat_out.write(line)
+                        record_at = (full.tell(), line)
                         full.write(line)
                         batch.append(record)
                         if len(batch) >= BATCH:
@@ -117,13 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                         gate_cats.append(cat.name)
                         lineage.update(status="released", release=version)
                         lineage["steps"].append({"step": "merge", "result": "pass"})
-                        lineage_out.write(dumps_line(lineage))
+                        lineage_out.write(lineage, record_at)
                     if batch:
                         writer.write_table(pa.Table.from_pylist(batch, schema=pschema))
                 rejected = Counter(cmetrics["rejected_by_reason"])
                 for entry in read_jsonl(cdir / "rejects.jsonl"):
                     entry["release"] = version
-                    lineage_out.write(dumps_line(entry))
+                    lineage_out.write(entry)
                 if duplicates:
                     rejected["duplicate_of"] = duplicates
                 if cmetrics["accepted"] != released + duplicates:
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if not gx_result["success"]:
             raise GateFailed(failure_report(gx_result, f"release {version} ({args.suite})"))
 
+        lineage_out.write_index(tmp / INDEX_FILE)
         card_release = dict(release)
         (tmp / "README.md").write_text(dataset_card(card_release, summary, example, FULL_FILE), encoding="utf-8")
         files = {}

@@ -1,0 +1,249 @@
+"""Record-level audit of releases: lineage, history and diff.
+
+Reads a release's `index.parquet`, `lineage.jsonl` and `full.jsonl` either
+from the workspace (`data/release/`) or at a git revision through DVC's file
+system (no checkout; the bytes come from the DVC cache or the remote).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import orjson
+
+from cqia.errors import CqiaError
+from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE
+
+RELEASE_DIR = "data/release"
+WORKSPACE = "workspace"
+INDEX_COLUMNS = ["id", "category", "status", "reason", "lineage_offset", "lineage_length",
+                 "record_offset", "record_length", "record_hash"]
+
+
+class Release:
+    """One release's files, from the workspace (rev None) or at a git revision."""
+
+    def __init__(self, repo: str | Path = ".", rev: str | None = None):
+        self.repo = Path(repo)
+        self.rev = None if rev in (None, WORKSPACE) else rev
+        self._fs = None
+        if self.rev is not None:
+            from dvc.api import DVCFileSystem
+
+            try:
+                self._fs = DVCFileSystem(str(self.repo), rev=self.rev)
+            except Exception as exc:  # dvc raises scm errors of several types for an unknown rev
+                raise CqiaError(f"cannot open revision {self.rev!r} ({exc})", where=str(self.repo),
+                                fix="Name a tag or commit that exists: `git tag --list`") from None
+        self.label = self.rev or WORKSPACE
+
+    def open(self, name: str) -> BinaryIO:
+        rel = f"{RELEASE_DIR}/{name}"
+        try:
+            if self._fs is None:
+                return open(self.repo / rel, "rb")
+            return self._fs.open(rel, "rb")
+        except (FileNotFoundError, OSError) as exc:
+            where = f"{rel} at {self.label}"
+            if self._fs is None:
+                fix = "Build it with `make repro` (or `dvc pull`)"
+            else:
+                fix = "That revision has no release with an index, or its data is not in the cache or remote (`dvc fetch`)"
+            raise CqiaError(f"cannot read the release ({exc.__class__.__name__})", where=where, fix=fix) from None
+
+    def exists(self) -> bool:
+        try:
+            with self.open(INDEX_FILE):
+                return True
+        except CqiaError:
+            return False
+
+    def manifest(self) -> dict[str, Any]:
+        with self.open("manifest.json") as handle:
+            return orjson.loads(handle.read())
+
+    def index(self, columns: list[str] | None = None, filters=None):
+        import pyarrow.parquet as pq
+
+        with self.open(INDEX_FILE) as handle:
+            return pq.read_table(handle, columns=columns, filters=filters)
+
+    def entry(self, record_id: str) -> dict[str, Any] | None:
+        """The index row of one id, reading only the row group that can hold it."""
+        rows = self.index(INDEX_COLUMNS, filters=[("id", "=", record_id)]).to_pylist()
+        return rows[0] if rows else None
+
+    def read_span(self, name: str, offset: int, length: int) -> bytes:
+        with self.open(name) as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    def lineage(self, record_id: str) -> dict[str, Any] | None:
+        row = self.entry(record_id)
+        if row is None:
+            return None
+        return orjson.loads(self.read_span(LINEAGE_FILE, row["lineage_offset"], row["lineage_length"]))
+
+    def records(self, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
+        """Released records at the given (offset, length) spans of full.jsonl, in the order given."""
+        with self.open(FULL_FILE) as handle:
+            for offset, length in spans:
+                handle.seek(offset)
+                yield orjson.loads(handle.read(length))
+
+
+def release_tags(repo: str | Path = ".") -> list[str]:
+    """Release tags (v<major>.<minor>[.<patch>]) in version order."""
+    proc = subprocess.run(["git", "tag", "--list", "v*", "--sort=v:refname"], cwd=repo,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CqiaError(f"git tag failed ({proc.stderr.strip()})", where=str(repo), fix="Run inside the registry's git repo")
+    import re
+
+    return [t for t in proc.stdout.split() if re.fullmatch(r"v\d+\.\d+(\.\d+)?", t)]
+
+
+# --- lineage ------------------------------------------------------------------
+
+
+def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with_releases: bool = True) -> dict[str, Any]:
+    release = Release(repo, rev)
+    found = release.lineage(record_id)
+    if found is None:
+        raise CqiaError(f"no record with id {record_id!r} in the release at {release.label}",
+                        fix="Check the id (ids look like '100poison-0123456789abcdef'); rejected records are included too")
+    result = {
+        "id": found["id"],
+        "status": "released" if found["status"] == "released" else "rejected",
+        "category": found["category"],
+        "source": found["source"],
+        "raw": found["raw"],
+        "steps": found["steps"],
+        "release": found.get("release"),
+    }
+    if result["status"] == "rejected":
+        result["reason"] = found.get("reason")
+        result["detail"] = found.get("detail", "")
+        dup = next((s.get("duplicate_of") for s in found["steps"] if s.get("duplicate_of")), None)
+        if dup:
+            result["duplicate_of"] = dup
+    if with_releases:
+        result["releases"] = [h["rev"] for h in history(record_id, repo)["releases"] if h["state"] != "absent"
+                              and h["status"] == "released"]
+    return result
+
+
+# --- history ------------------------------------------------------------------
+
+
+def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = None) -> dict[str, Any]:
+    """The record in every release tag: present, changed, rejected or absent (Dolt's blame, for records)."""
+    tags = release_tags(repo) if tags is None else tags
+    rows = []
+    previous_hash = None
+    first = last_changed = None
+    for tag in tags:
+        release = Release(repo, tag)
+        entry = release.entry(record_id) if release.exists() else None
+        if entry is None or entry["status"] != "released":
+            state = "absent"
+            row = {"rev": tag, "state": state, "status": entry["status"] if entry else None}
+            if entry:
+                row["reason"] = entry["reason"]
+            rows.append(row)
+            previous_hash = None
+            continue
+        digest = entry["record_hash"]
+        if first is None:
+            state = "added"
+            first = last_changed = tag
+        elif previous_hash is None:
+            state = "added"
+            last_changed = tag
+        elif digest != previous_hash:
+            state = "changed"
+            last_changed = tag
+        else:
+            state = "unchanged"
+        row = {"rev": tag, "state": state, "status": "released"}
+        if state == "changed":
+            old, new = _record_at(prev_release, prev_entry), _record_at(release, entry)
+            row["fields"] = changed_fields(old, new)
+        rows.append(row)
+        previous_hash, prev_release, prev_entry = digest, release, entry
+    return {"id": record_id, "releases": rows, "first_release": first, "last_changed": last_changed}
+
+
+def _record_at(release: Release, entry: dict[str, Any]) -> dict[str, Any]:
+    return next(release.records([(entry["record_offset"], entry["record_length"])]))
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+# --- diff -------------------------------------------------------------------------
+
+
+@dataclass
+class _Side:
+    release: Release
+    table: Any
+
+
+def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = None) -> dict[str, Any]:
+    """Added, removed and modified released records per category, keyed by id."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = ["id", "category", "record_offset", "record_length", "record_hash"]
+    sides = []
+    for rev in (rev_a, rev_b):
+        release = Release(repo, rev)
+        flt = [("status", "=", "released")]
+        if category:
+            flt.append(("category", "=", category))
+        table = release.index(cols, filters=flt)
+        table = table.set_column(1, "category", pc.cast(table["category"], pa.string()))
+        sides.append(_Side(release, table))
+    a, b = sides
+    joined = a.table.join(b.table, keys="id", join_type="full outer", left_suffix="_a", right_suffix="_b",
+                          coalesce_keys=True)
+    in_a = pc.is_valid(joined["record_hash_a"])
+    in_b = pc.is_valid(joined["record_hash_b"])
+    added = joined.filter(pc.and_(in_b, pc.invert(in_a)))
+    removed = joined.filter(pc.and_(in_a, pc.invert(in_b)))
+    both = joined.filter(pc.and_(in_a, in_b))
+    modified = both.filter(pc.not_equal(both["record_hash_a"], both["record_hash_b"]))
+
+    cats: dict[str, dict[str, Any]] = {}
+
+    def bucket(name: str) -> dict[str, Any]:
+        return cats.setdefault(name, {"added": [], "removed": [], "modified": []})
+
+    for rid, cat in zip(added["id"].to_pylist(), added["category_b"].to_pylist()):
+        bucket(cat)["added"].append(rid)
+    for rid, cat in zip(removed["id"].to_pylist(), removed["category_a"].to_pylist()):
+        bucket(cat)["removed"].append(rid)
+    if modified.num_rows:
+        modified = modified.sort_by("record_offset_a")
+        ids = modified["id"].to_pylist()
+        olds = a.release.records(list(zip(modified["record_offset_a"].to_pylist(), modified["record_length_a"].to_pylist())))
+        old_by_id = {rid: rec for rid, rec in zip(ids, olds)}
+        order = pc.sort_indices(modified["record_offset_b"])
+        modified_b = modified.take(order)
+        ids_b = modified_b["id"].to_pylist()
+        cats_b = modified_b["category_b"].to_pylist()
+        news = b.release.records(list(zip(modified_b["record_offset_b"].to_pylist(), modified_b["record_length_b"].to_pylist())))
+        for rid, cat, new in zip(ids_b, cats_b, news):
+            bucket(cat)["modified"].append({"id": rid, "fields": changed_fields(old_by_id[rid], new)})
+    for entry in cats.values():
+        entry["added"].sort()
+        entry["removed"].sort()
+        entry["modified"].sort(key=lambda m: m["id"])
+    totals = {k: sum(len(c[k]) for c in cats.values()) for k in ("added", "removed", "modified")}
+    return {"a": a.release.label, "b": b.release.label, "category": category, "totals": totals,
+            "categories": dict(sorted(cats.items()))}
