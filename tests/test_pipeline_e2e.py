@@ -103,3 +103,20 @@ def test_a_failing_suite_fails_the_stage_and_nothing_downstream_runs(repo):
     assert not list(repo.file("data/stages/100poison").glob(".*.tmp"))
     assert not repo.file("data/release").exists()
     assert "merge" not in repo.file("dvc.lock").read_text() if repo.file("dvc.lock").exists() else True
+
+
+def test_the_committed_dvc_lock_is_what_a_fresh_build_produces(tmp_path):
+    """A fresh clone's `make repro` must leave `git status` clean: rebuild and compare dvc.lock.
+
+    If this fails after a change to the pipeline, run `make repro` and commit dvc.lock and the
+    metrics files."""
+    from tests.conftest import ROOT, make_repo
+
+    repo = make_repo(tmp_path)
+    committed = (ROOT / "dvc.lock").read_bytes()
+    repo.file("dvc.lock").write_bytes(committed)
+    repo.dvc("repro")
+    assert repo.file("dvc.lock").read_bytes() == committed
+    for metrics in ["data/release_metrics.json", *sorted(p.relative_to(ROOT).as_posix()
+                                                         for p in (ROOT / "data/stages").glob("*/metrics.json"))]:
+        assert repo.file(metrics).read_bytes() == (ROOT / metrics).read_bytes(), metrics

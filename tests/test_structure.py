@@ -1,0 +1,89 @@
+"""The repository checks its own structure: every stage has its module, schema, suite, test
+and declares as deps every module of ours it imports."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from cqia.params import load_categories, load_yaml
+from cqia.formats import FORMAT_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+DVC = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+PARAMS = load_yaml(ROOT / "params.yaml")
+
+
+def stage_defs():
+    for name, stage in DVC["stages"].items():
+        yield name, stage.get("do", stage)
+
+
+def module_of(cmd: str) -> str:
+    words = cmd.split()
+    return words[words.index("-m") + 1]
+
+
+def local_imports(module: str, seen: set[str]) -> set[str]:
+    """Files of this repository that `module` imports, transitively."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    rel = path.relative_to(ROOT).as_posix()
+    if rel in seen:
+        return seen
+    seen.add(rel)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    # A module-level __getattr__ imports lazily, only when that attribute is used (cqia.load).
+    lazy = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__" for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if id(node) in lazy:
+            continue
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] in ("cqia", "stages") and (
+                    (ROOT / (name.replace(".", "/") + ".py")).exists() or (ROOT / name.replace(".", "/")).is_dir()):
+                local_imports(name, seen)
+                parent = name.rsplit(".", 1)[0]
+                if parent != name and (ROOT / parent.replace(".", "/") / "__init__.py").exists():
+                    local_imports(parent, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name, stage", list(stage_defs()))
+def test_stage_declares_its_module_and_every_local_import(name, stage):
+    module = module_of(stage["cmd"])
+    needed = local_imports(module, set())
+    deps = set(stage["deps"])
+    missing = sorted(f for f in needed if f not in deps and f != "stages/__init__.py")
+    assert not missing, f"stage {name} imports {missing} but dvc.yaml does not list them as deps"
+
+
+@pytest.mark.parametrize("name, stage", list(stage_defs()))
+def test_stage_has_schema_suite_and_a_test(name, stage):
+    deps = stage["deps"]
+    assert "schemas/record.schema.json" in deps
+    assert any(d.startswith("expectations/") for d in deps)
+    module = module_of(stage["cmd"])
+    tests = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    assert module in tests or module.split(".")[-1] in tests, f"no test mentions {module}"
+
+
+def test_every_category_has_raw_files_reviews_and_suite():
+    for cat in load_categories(PARAMS, FORMAT_NAMES):
+        assert (ROOT / "expectations" / f"{cat.suite}.json").is_file(), cat.name
+        assert (ROOT / "data/reviews" / f"{cat.name}.jsonl").is_file(), cat.name
+        for raw in cat.raw:
+            assert (ROOT / "data/raw" / cat.name / raw).is_file() or (ROOT / "data/raw" / f"{cat.name}.dvc").is_file()
+
+
+def test_every_expectation_suite_is_hand_written_json_without_generated_ids():
+    for path in (ROOT / "expectations").glob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        assert '"id"' not in text.replace('"column": "id"', ""), path.name
+        assert '"ge_cloud_id"' not in text and '"notes"' in text, path.name
