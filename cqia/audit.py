@@ -168,7 +168,10 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
     first = last_changed = None
     for tag in tags:
         release = Release(repo, tag)
-        entry = release.entry(record_id) if release.exists() else None
+        try:
+            entry = release.entry(record_id)
+        except CqiaError:  # a tag from before the registry had an index: the record is not there
+            entry = None
         if entry is None or entry["status"] != "released":
             state = "absent"
             row = {"rev": tag, "state": state, "status": entry["status"] if entry else None}
