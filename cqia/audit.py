@@ -7,63 +7,33 @@ system (no checkout; the bytes come from the DVC cache or the remote).
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import orjson
 
+from cqia import api
 from cqia.errors import CqiaError
 from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE
 
-RELEASE_DIR = "data/release"
+RELEASE_DIR = api.RELEASE_PATH
 WORKSPACE = "workspace"
 INDEX_COLUMNS = ["id", "category", "status", "reason", "lineage_offset", "lineage_length",
                  "record_offset", "record_length", "record_hash"]
 
 
-class Release:
-    """One release's files, from the workspace (rev None) or at a git revision."""
+class Release(api.Release):
+    """One release's files, from the workspace (`workspace` or None) or at a git revision,
+    with the index lookups the audit commands need."""
 
     def __init__(self, repo: str | Path = ".", rev: str | None = None):
-        self.repo = Path(repo)
-        self.rev = None if rev in (None, WORKSPACE) else rev
-        self._fs = None
-        if self.rev is not None:
-            from dvc.api import DVCFileSystem
+        rev = None if rev in (None, WORKSPACE) else rev
+        super().__init__(rev=rev, repo=str(repo))
+        self.label = rev or WORKSPACE
 
-            try:
-                self._fs = DVCFileSystem(str(self.repo), rev=self.rev)
-            except Exception as exc:  # dvc raises scm errors of several types for an unknown rev
-                raise CqiaError(f"cannot open revision {self.rev!r} ({exc})", where=str(self.repo),
-                                fix="Name a tag or commit that exists: `git tag --list`") from None
-        self.label = self.rev or WORKSPACE
-
-    def open(self, name: str) -> BinaryIO:
-        rel = f"{RELEASE_DIR}/{name}"
-        try:
-            if self._fs is None:
-                return open(self.repo / rel, "rb")
-            return self._fs.open(rel, "rb")
-        except (FileNotFoundError, OSError) as exc:
-            where = f"{rel} at {self.label}"
-            if self._fs is None:
-                fix = "Build it with `make repro` (or `dvc pull`)"
-            else:
-                fix = "That revision has no release with an index, or its data is not in the cache or remote (`dvc fetch`)"
-            raise CqiaError(f"cannot read the release ({exc.__class__.__name__})", where=where, fix=fix) from None
-
-    def exists(self) -> bool:
-        try:
-            with self.open(INDEX_FILE):
-                return True
-        except CqiaError:
-            return False
-
-    def manifest(self) -> dict[str, Any]:
-        with self.open("manifest.json") as handle:
-            return orjson.loads(handle.read())
+    def open(self, name: str) -> BinaryIO:  # type: ignore[override]
+        return super().open(f"{RELEASE_DIR}/{name}")
 
     def index(self, columns: list[str] | None = None, filters=None):
         import pyarrow.parquet as pq
@@ -108,7 +78,7 @@ class Release:
             return None
         return orjson.loads(self.read_span(LINEAGE_FILE, row["lineage_offset"], row["lineage_length"]))
 
-    def records(self, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
+    def records_at(self, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
         """Released records at the given (offset, length) spans of full.jsonl, in the order given."""
         with self.open(FULL_FILE) as handle:
             for offset, length in spans:
@@ -118,13 +88,10 @@ class Release:
 
 def release_tags(repo: str | Path = ".") -> list[str]:
     """Release tags (v<major>.<minor>[.<patch>]) in version order."""
-    proc = subprocess.run(["git", "tag", "--list", "v*", "--sort=v:refname"], cwd=repo,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CqiaError(f"git tag failed ({proc.stderr.strip()})", where=str(repo), fix="Run inside the registry's git repo")
-    import re
+    from cqia import releasing
 
-    return [t for t in proc.stdout.split() if re.fullmatch(r"v\d+\.\d+(\.\d+)?", t)]
+    found = releasing.release_tags(releasing.git_tags(Path(repo)))
+    return sorted(found, key=found.__getitem__)
 
 
 # --- lineage ------------------------------------------------------------------
@@ -167,10 +134,10 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
     previous_hash = None
     first = last_changed = None
     for tag in tags:
-        release = Release(repo, tag)
         try:
+            release = Release(repo, tag)
             entry = release.entry(record_id)
-        except CqiaError:  # a tag from before the registry had an index: the record is not there
+        except CqiaError:  # a tag without a release (or from before the index): the record is not there
             entry = None
         if entry is None or entry["status"] != "released":
             state = "absent"
@@ -202,7 +169,7 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
 
 
 def _record_at(release: Release, entry: dict[str, Any]) -> dict[str, Any]:
-    return next(release.records([(entry["record_offset"], entry["record_length"])]))
+    return next(release.records_at([(entry["record_offset"], entry["record_length"])]))
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -255,13 +222,13 @@ def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = 
     if modified.num_rows:
         modified = modified.sort_by("record_offset_a")
         ids = modified["id"].to_pylist()
-        olds = a.release.records(list(zip(modified["record_offset_a"].to_pylist(), modified["record_length_a"].to_pylist())))
+        olds = a.release.records_at(list(zip(modified["record_offset_a"].to_pylist(), modified["record_length_a"].to_pylist())))
         old_by_id = {rid: rec for rid, rec in zip(ids, olds)}
         order = pc.sort_indices(modified["record_offset_b"])
         modified_b = modified.take(order)
         ids_b = modified_b["id"].to_pylist()
         cats_b = modified_b["category_b"].to_pylist()
-        news = b.release.records(list(zip(modified_b["record_offset_b"].to_pylist(), modified_b["record_length_b"].to_pylist())))
+        news = b.release.records_at(list(zip(modified_b["record_offset_b"].to_pylist(), modified_b["record_length_b"].to_pylist())))
         for rid, cat, new in zip(ids_b, cats_b, news):
             bucket(cat)["modified"].append({"id": rid, "fields": changed_fields(old_by_id[rid], new)})
     for entry in cats.values():

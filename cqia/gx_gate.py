@@ -36,10 +36,13 @@ class ExpectationResult:
     unexpected_count: int = 0
     sample_ids: list[str] = field(default_factory=list)
     observed: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)   # the expectation's arguments besides the column
 
     def as_dict(self) -> dict[str, Any]:
         out = {"expectation": self.type, "column": self.column, "success": self.success,
                "unexpected_count": self.unexpected_count}
+        if self.kwargs:
+            out["kwargs"] = self.kwargs
         if self.sample_ids:
             out["sample_ids"] = self.sample_ids
         if self.observed is not None:
@@ -91,7 +94,9 @@ def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None 
     gx_suite = context.suites.add(_build_suite(gx, suite.get("name", "suite"), expectations))
     batch_definition = (context.data_sources.add_pandas("cqia")
                         .add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole"))
-    results = [ExpectationResult(e["type"], e.get("kwargs", {}).get("column"), True) for e in expectations]
+    results = [ExpectationResult(e["type"], e.get("kwargs", {}).get("column"), True,
+                                 kwargs={k: v for k, v in e.get("kwargs", {}).items() if k != "column"})
+               for e in expectations]
     by_id = {exp.id: res for exp, res in zip(gx_suite.expectations, results)}
     rows = 0
     for frame in frames:

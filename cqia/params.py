@@ -13,7 +13,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from cqia import normalize
 from cqia.errors import CqiaError
+from cqia.rules import RuleSet
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 RECORD_DEFAULT_KEYS = ("task_type", "domain", "answer_from", "human_verified", "copyright", "metadata")
@@ -53,7 +55,7 @@ class Category:
 
 
 def check_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise CqiaError(
             f"category name {name!r} is not allowed",
             where=where,
@@ -66,7 +68,8 @@ def check_relative_file(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise CqiaError(f"raw file {value!r} must be a non-empty string", where=where)
     path = Path(value)
-    if path.is_absolute() or ".." in path.parts or len(path.parts) != 1:
+    if (path.is_absolute() or ".." in path.parts or len(path.parts) != 1 or path.name != value
+            or any(ord(ch) < 0x20 or ch == "\x7f" for ch in value)):
         raise CqiaError(
             f"raw file {value!r} must be a plain file name inside the category's raw directory",
             where=where,
@@ -104,6 +107,10 @@ def category_from_params(name: str, entry: Any, formats: tuple[str, ...], where:
     for section in ("rules", "review", "normalize"):
         if not isinstance(entry.get(section) or {}, dict):
             raise CqiaError("must be a mapping", where=f"{key}.{section}")
+    # The rules and the normalisation options are checked here, so that a typo in a knob fails
+    # every command that reads params, naming the knob and the alternatives.
+    RuleSet(entry.get("rules") or {}, f"{key}.rules")
+    normalize.validate(entry.get("normalize") or {}, f"{key}.normalize")
     return Category(
         name=name,
         format=fmt,

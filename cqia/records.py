@@ -1,6 +1,6 @@
 """The category stage's core: raw items in, accepted records and rejects out.
 
-    parse -> map to the record -> normalise -> rules -> review -> schema
+    parse -> map to the record -> normalise -> mask PII -> rules -> review -> schema
 
 `process()` is a pure generator: it never sees a path or params.yaml. Each
 outcome carries its lineage (source location, the raw record verbatim and
@@ -19,7 +19,7 @@ from cqia.formats import FORMATS, MissingField, RawItem
 from cqia.normalize import normalize_text, rule_chain
 from cqia.params import Category
 from cqia.review import Decision
-from cqia.rules import check
+from cqia.rules import RuleSet
 from cqia.schema import RecordSchema
 
 RECORD_KEYS = ("id", "instruction", "input", "output", "task_type", "domain", "metadata",
@@ -68,6 +68,7 @@ class Processor:
         self.unused_decisions = set(decisions)
         self.fmt = FORMATS[category.format]
         self.chain = rule_chain(category.normalize)
+        self.rules = RuleSet(category.rules, f"categories.{category.name}.rules")
         self.require_accept = bool(category.review.get("require_accept"))
         self._seen: dict[bytes, int] = {}
 
@@ -113,6 +114,13 @@ class Processor:
 
         record, map_step = self._assemble(rid, fields, item.raw)
         lineage["steps"].append(map_step)
+        missing = [key for key in RECORD_KEYS[1:] if key not in record]
+        if missing:
+            return reject("missing_field", f"field '{missing[0]}' is missing and categories.{cat.name}.defaults "
+                          "has no value for it", "map")
+        verdict = self.rules.before_normalise(record)
+        if verdict:
+            return reject(verdict[0], verdict[1], "rules")
         for name in TEXT_FIELDS:
             value = record[name]
             if isinstance(value, str):
@@ -121,8 +129,12 @@ class Processor:
                     lineage["steps"].append({"step": "normalize", "field": name, "rules": changed,
                                              "before": value, "after": new})
                     record[name] = new
+        masks, verdict = self.rules.mask_pii(record)
+        lineage["steps"].extend(masks)
+        if verdict:
+            return reject(verdict[0], verdict[1], "rules")
 
-        verdict = check(record, cat.rules)
+        verdict = self.rules.check(record)
         if verdict:
             return reject(verdict[0], verdict[1], "rules")
         lineage["steps"].append({"step": "rules", "result": "pass"})

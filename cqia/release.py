@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from cqia.errors import CqiaError
 from cqia.fileio import dumps_canonical
 
 FIELDS_DOC = (
@@ -57,16 +58,27 @@ def _yaml_str(value: str) -> str:
 
 def dataset_card(release: dict[str, Any], categories: list[dict[str, Any]], example: dict[str, Any] | None,
                  full_file: str) -> str:
-    """The Hugging Face dataset card (README.md) with one config per category plus `all`."""
+    """The Hugging Face dataset card (README.md) with one config per category plus `all`.
+
+    The configs read the Parquet files, whose column types are the registry's (JSON would be
+    type-inferred: a column of empty lists would load as `null`); `all` lists every category's
+    file in release order, so it yields the records of `full_file` in the same order. A category
+    with no released record gets no config: `datasets` cannot load an empty data file.
+    """
     total = sum(c["released"] for c in categories)
+    if any(c["name"] == "all" for c in categories):
+        raise CqiaError("category name 'all' clashes with the dataset card's config of every record",
+                        where="params.yaml: categories.all", fix="Rename the category")
+    parquet = [f"{c['name']}/train.parquet" for c in categories if c["released"]]
     lines = ["---", f"pretty_name: {_yaml_str(release.get('name', 'COIG-CQIA'))}",
              f"license: {release.get('license', 'other')}", "language:", "- zh",
              "task_categories:", "- text-generation", "- question-answering",
-             "size_categories:", f"- {size_category(total)}", "configs:",
-             "- config_name: all", "  default: true", "  data_files:", "  - split: train", f"    path: {full_file}"]
-    for cat in categories:
-        lines += [f"- config_name: {cat['name']}", "  data_files:", "  - split: train",
-                  f"    path: {cat['name']}/train.jsonl"]
+             "size_categories:", f"- {size_category(total)}"]
+    if parquet:
+        lines += ["configs:", "- config_name: all", "  default: true", "  data_files:", "  - split: train",
+                  "    path:"] + [f"    - {path}" for path in parquet]
+    for cat, path in zip([c for c in categories if c["released"]], parquet):
+        lines += [f"- config_name: {cat['name']}", "  data_files:", "  - split: train", f"    path: {path}"]
     lines += ["---", "", f"# {release.get('name', 'COIG-CQIA')} {release['version']}", "",
               release.get("description", "").strip(), "",
               "Built by cqia-registry from raw upstream files; every record carries a stable `id`, "
@@ -74,7 +86,8 @@ def dataset_card(release: dict[str, Any], categories: list[dict[str, Any]], exam
               "sha256 of every file.", "", "## Data Format", "",
               "JSON Lines, one record per line, UTF-8, in the Hugging Face layout "
               "(`<category>/train.jsonl`, also as `<category>/train.parquet`), plus the full set in "
-              f"`{full_file}`.", ""]
+              f"`{full_file}`. `datasets.load_dataset(<this directory>, <config>)` reads the Parquet files; "
+              "the configs are `all` (the default: every record) and one per category.", ""]
     if example is not None:
         lines += ["```json", dumps_canonical(example).decode(), "```", ""]
     lines += ["## Data Fields", "", "| field | type | description |", "|---|---|---|"]

@@ -61,6 +61,8 @@ def parse_decision(line: bytes, number: int, where: str) -> Decision:
 def load_decisions(lines: Iterable[bytes], where: str) -> dict[str, Decision]:
     decisions: dict[str, Decision] = {}
     for number, line in enumerate(lines, start=1):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]                     # a BOM, as editors on Windows save one
         if line.strip():
             decision = parse_decision(line, number, where)
             decisions[decision.id] = decision

@@ -15,15 +15,21 @@ three appear together, and only if every gate passed.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from cqia.entry import run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, file_digest
-from cqia.formats import FORMAT_NAMES, FORMATS, parse_json_array, parse_jsonl, sniff
+from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, FileProblem, Format, RawItem, check_encoding,
+                          check_layout, parse_json_array, parse_jsonl, sniff)
 from cqia.params import load_category, load_yaml
+from cqia.progress import progress
 from cqia.records import Outcome, Processor, Source
 from cqia.review import load_decisions
 from cqia.schema import RecordSchema
@@ -38,29 +44,81 @@ def gx_row(record: dict[str, Any]) -> tuple:
             "|".join(record["task_type"]["major"]), "|".join(record["domain"]))
 
 
-def read_raw_file(path: Path, container: str):
+class RawItems:
+    """The raw items of one file, and the number of raw records counted apart from the parser.
+
+    `records` counts the file's non-blank lines (JSON Lines) or its array's
+    elements as they are read; the accounting gate compares it with the
+    accepted and rejected outcomes, so a record the parser skipped would fail
+    the stage instead of disappearing.
+    """
+
+    def __init__(self, path: Path, fmt: Format):
+        self.path = path
+        self.fmt = fmt
+        self.records = 0
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        if not head.strip(b"\xef\xbb\xbf \t\r\n"):
+            raise CqiaError("the raw file is empty", where=str(path),
+                            fix="Put the upstream file there, or remove it from the category's 'raw' list")
+        with file_problems(path):
+            check_encoding(head)
+        self.layout = sniff(head)
+        if fmt.container == "jsonl" and self.layout == "array":
+            raise CqiaError("the file is one JSON array, but this format expects JSON Lines (one object per line)",
+                            where=f"{path}:1", fix=f"Convert it to JSON Lines (e.g. `jq -c '.[]' {path} > "
+                            f"{path}.jsonl`), or use a format that reads JSON arrays")
+
+    def __iter__(self) -> Iterator[RawItem]:
+        with file_problems(self.path):
+            if self.layout == "array":
+                items = list(parse_json_array(self.path.read_bytes()))
+                self.records = len(items)
+                yield from check_layout(self.fmt, items)
+                return
+            layout = "exam-jsonl" if self.fmt.container == "sniff" else "jsonl"
+            with open(self.path, "rb") as handle:
+                yield from check_layout(self.fmt, parse_jsonl(self._count(handle), layout))
+
+    def _count(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        for line in lines:
+            body = line[3:] if line.startswith(b"\xef\xbb\xbf") else line
+            if body.strip():
+                self.records += 1
+            yield line
+
+
+@contextmanager
+def file_problems(path: Path):
+    """A FileProblem raised by a parser becomes a one-line error naming the file and the line."""
+    try:
+        yield
+    except FileProblem as exc:
+        raise CqiaError(exc.message, where=f"{path}:{exc.line}", fix=exc.fix.replace("{file}", str(path))) from None
+
+
+def read_raw_file(path: Path, fmt: Format) -> RawItems:
     """The raw items of one file, with file-level problems as one-line errors."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if not head.strip(b"\xef\xbb\xbf \t\r\n"):
-        raise CqiaError("the raw file is empty", where=str(path),
-                        fix="Put the upstream file there, or remove it from the category's 'raw' list")
-    layout = sniff(head)
-    if container == "jsonl" and layout == "array":
-        raise CqiaError("the file is one JSON array, but this format expects JSON Lines (one object per line)",
-                        where=f"{path}:1", fix="Convert it to JSON Lines, or use a format that reads JSON arrays")
-    if layout == "array":
-        try:
-            return list(parse_json_array(path.read_bytes()))
-        except ValueError as exc:
-            raise CqiaError(str(exc), where=str(path), fix="Fix the JSON; nothing was written") from None
-    handle = open(path, "rb")
-    return _closing(parse_jsonl(handle, "exam-jsonl" if container == "sniff" else "jsonl"), handle)
+    return RawItems(path, fmt)
 
 
-def _closing(items, handle):
-    with handle:
-        yield from items
+# Test hook, used only by tests/test_reliability_e2e.py: CQIA_TEST_PAUSE_AFTER=<category>:<n> makes the
+# stage of that category flush its staged outputs after its n-th record and sleep, so that the test
+# can SIGKILL it in the middle of writing.
+PAUSE_ENV = "CQIA_TEST_PAUSE_AFTER"
+
+
+def _pause_after(category: str) -> int | None:
+    name, _, count = os.environ.get(PAUSE_ENV, "").partition(":")
+    return int(count) if name == category and count.isdigit() else None
+
+
+def _pause(n: int, *handles) -> None:
+    for handle in handles:
+        handle.flush()
+    print(f"{PAUSE_ENV}: paused after {n} records", file=sys.stderr, flush=True)
+    time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt = FORMATS[category.format]
     counts: Counter[str] = Counter()
     files: dict[str, Any] = {}
-    accepted = rejected = 0
+    accepted = rejected = written = 0
+    pause_after = _pause_after(category.name)
     chunks: list = []
     rows: list[tuple] = []
 
@@ -102,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise CqiaError(f"raw file '{name}' listed in params is missing", where=str(path),
                                 fix=f"Put it in {raw_dir}/ (or `dvc pull` it), or fix categories.{category.name}.raw")
             source = Source(file=path.as_posix(), md5=file_digest(path))
-            n = 0
-            for outcome in processor.process(source, read_raw_file(path, fmt.container)):
-                n += 1
+            items = read_raw_file(path, fmt)
+            for outcome in progress(processor.process(source, items),
+                                    f"{category.name} {name}"):
+                if written == pause_after:
+                    _pause(written, acc_out, rej_out)
+                written += 1
                 if outcome.accepted:
                     accepted += 1
                     outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations",
@@ -118,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     rejected += 1
                     counts[outcome.reason or "unknown"] += 1
                     rej_out.write(dumps_line(outcome.lineage))
-            files[source.file] = {"md5": source.md5, "records": n}
+            files[source.file] = {"md5": source.md5, "records": items.records}
 
         if processor.unused_decisions:
             unknown = sorted(processor.unused_decisions, key=lambda i: decisions[i].line)

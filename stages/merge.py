@@ -4,8 +4,11 @@
         --schema schemas/record.schema.json --suite expectations/release.json \\
         --out data/release --metrics data/release_metrics.json
 
-Reads `release` and `categories` from params. Drops exact duplicates across
-the release (keeping the first in category order), writes JSON Lines and
+Reads `release`, `categories` and `neardup` from params. Drops exact
+duplicates across the release (keeping the first in category order), then
+near duplicates (MinHash LSH over character n-grams, cqia/neardup.py: a first
+pass over the accepted records finds them; the first in category order is
+kept), writes JSON Lines and
 Parquet per category, the full file, lineage.jsonl, manifest.json and the
 dataset card, runs the release gate, then puts the directory in place whole.
 """
@@ -25,7 +28,9 @@ from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
 from cqia.formats import FORMAT_NAMES
 from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE, LineageWriter
+from cqia.neardup import Match, NearDupConfig, NearDupIndex, clusters, record_texts
 from cqia.params import load_categories, load_yaml
+from cqia.progress import progress
 from cqia.records import RECORD_KEYS
 from cqia.release import dataset_card, dedup_key, parquet_schema
 from cqia.schema import RecordSchema
@@ -48,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(version, str) or not version:
         raise CqiaError("release.version is missing", where=args.params, fix="Set it, e.g. 'v0.1'")
     categories = load_categories(params, FORMAT_NAMES, args.params)
+    neardup = NearDupConfig.from_params(params.get("neardup"), args.params)
+    near, near_ids = find_near_duplicates(stages_dir, categories, neardup)
+    near_kept = clusters(near)
+    position = -1
     schema = RecordSchema.from_file(args.schema)
     from cqia.gx_gate import failure_report, load_suite, run_suite
 
@@ -79,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                 for file, info in cmetrics["files"].items():
                     raw_inputs[file] = info["md5"]
                 (tmp / cat.name).mkdir()
-                released = duplicates = 0
+                released = duplicates = near_duplicates = 0
                 batch: list[dict[str, Any]] = []
                 with open(tmp / cat.name / "train.jsonl", "wb") as cat_out, \
                         pq.ParquetWriter(tmp / cat.name / "train.parquet", pschema) as writer:
-                    for entry in read_jsonl(cdir / "accepted.jsonl"):
+                    for entry in progress(read_jsonl(cdir / "accepted.jsonl"), f"merge {cat.name}",
+                                          total=cmetrics["accepted"]):
+                        position += 1
                         record, lineage = entry["record"], entry["lineage"]
                         record = {k: record[k] for k in RECORD_KEYS}
                         key = dedup_key(record)
@@ -95,6 +106,19 @@ def main(argv: list[str] | None = None) -> int:
                                            detail=f"same instruction, input and output as {first}")
                             lineage["steps"].append({"step": "merge", "result": "reject", "reason": reason,
                                                      "duplicate_of": first})
+                            lineage["release"] = version
+                            lineage_out.write(lineage)
+                            continue
+                        match = near.get(position)
+                        if match is not None:
+                            near_duplicates += 1
+                            kept = near_ids[match.kept]
+                            reason = f"near_duplicate_of:{kept}"
+                            lineage.update(status="rejected", reason=reason, detail=near_detail(match, kept, neardup))
+                            lineage["steps"].append({"step": "merge", "result": "reject", "reason": reason,
+                                                     "near_duplicate_of": kept, "similarity": match.similarity,
+                                                     "output_similarity": match.output_similarity,
+                                                     "kept_because": "first in release order"})
                             lineage["release"] = version
                             lineage_out.write(lineage)
                             continue
@@ -118,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                         gate_ids.append(record["id"])
                         gate_cats.append(cat.name)
                         lineage.update(status="released", release=version)
-                        lineage["steps"].append({"step": "merge", "result": "pass"})
+                        merge_step: dict[str, Any] = {"step": "merge", "result": "pass"}
+                        if position in near_kept:
+                            merge_step["near_duplicates"] = [near_ids[i] for i in near_kept[position]]
+                        lineage["steps"].append(merge_step)
                         lineage_out.write(lineage, record_at)
                     if batch:
                         writer.write_table(pa.Table.from_pylist(batch, schema=pschema))
@@ -128,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                     lineage_out.write(entry)
                 if duplicates:
                     rejected["duplicate_of"] = duplicates
-                if cmetrics["accepted"] != released + duplicates:
+                if near_duplicates:
+                    rejected["near_duplicate_of"] = near_duplicates
+                if cmetrics["accepted"] != released + duplicates + near_duplicates:
                     raise GateFailed(f"accounting gate failed: {cmetrics['accepted']} accepted but {released} "
-                                     f"released + {duplicates} duplicates", where=f"category {cat.name}")
+                                     f"released + {duplicates} duplicates + {near_duplicates} near duplicates",
+                                     where=f"category {cat.name}")
                 summary.append({"name": cat.name, "raw": cmetrics["raw"], "released": released,
                                 "rejected": sum(rejected.values()),
                                 "rejected_by_reason": dict(sorted(rejected.items())),
@@ -163,16 +193,46 @@ def main(argv: list[str] | None = None) -> int:
             "categories": {c["name"]: {k: c[k] for k in ("raw", "released", "rejected", "rejected_by_reason")}
                            for c in summary},
             "raw_inputs": dict(sorted(raw_inputs.items())),
+            "neardup": {**neardup.as_dict(), "clusters": len(near_kept), "near_duplicates": len(near)},
             "files": files,
         }
         (tmp / "manifest.json").write_bytes(dumps_pretty(manifest))
         metrics = {"version": version, "released": total,
                    "categories": manifest["categories"],
+                   "neardup": manifest["neardup"],
                    "gates": {"great_expectations": gx_result,
                              "accounting": {"success": True}}}
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0
+
+
+def find_near_duplicates(stages_dir: Path, categories, config: NearDupConfig) -> tuple[dict[int, Match], list[str]]:
+    """First pass: near duplicates among every category's accepted records, in release order.
+
+    Returns {position: Match} (positions count accepted records across categories, in the
+    order the second pass reads them) and the id at each position.
+    """
+    ids: list[str] = []
+    if not config.enabled:
+        return {}, ids
+    index = NearDupIndex(config)
+    for cat in categories:
+        path = stages_dir / cat.name / "accepted.jsonl"
+        if not path.is_file():
+            raise CqiaError(f"no stage output for category '{cat.name}'", where=str(path),
+                            fix=f"Run `dvc repro category@{cat.name}` first")
+        for entry in progress(read_jsonl(path), f"near duplicates: {cat.name}"):
+            record = entry["record"]
+            index.add(*record_texts(record), exact_key=dedup_key(record))
+            ids.append(record["id"])
+    return index.matches(), ids
+
+
+def near_detail(match: Match, kept: str, config: NearDupConfig) -> str:
+    return (f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
+            f"{match.similarity:.2f} of instruction+input+output and {match.output_similarity:.2f} of output, "
+            f"over character {config.ngram}-grams; threshold {config.threshold}")
 
 
 if __name__ == "__main__":

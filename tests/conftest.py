@@ -27,6 +27,7 @@ def isolated_env(tmp: Path) -> dict[str, str]:
         DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
         DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
         GIT_CONFIG_NOSYSTEM="1",
+        HOME=str(tmp / "home"),  # the committed default remote lives under ~: keep it inside the test
         GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"),
         GIT_AUTHOR_NAME="cqia test", GIT_AUTHOR_EMAIL="test@example.invalid",
         GIT_COMMITTER_NAME="cqia test", GIT_COMMITTER_EMAIL="test@example.invalid",

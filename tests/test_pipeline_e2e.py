@@ -73,7 +73,7 @@ def test_a_category_added_by_a_params_entry_alone(repo):
     edit_params(repo, lambda p: p["categories"].update(xhs={"format": "cqia-jsonl", "raw": ["train.jsonl"],
                                                             "suite": "default", "source": "Xiaohongshu"}))
     proc = repo.dvc("repro")
-    assert running(proc) == ["category@xhs", "merge"]
+    assert running(proc) == ["category@xhs", "merge", "report"]
     manifest = json.loads(repo.file("data/release/manifest.json").read_text())
     assert manifest["categories"]["xhs"]["released"] == 3
     assert "config_name: xhs" in repo.file("data/release/README.md").read_text()
@@ -83,7 +83,7 @@ def test_a_rule_change_reruns_only_its_category_and_merge(repo):
     repo.dvc("repro")
     edit_params(repo, lambda p: p["categories"]["zhihu"]["rules"]["min_chars"].update(output=170))
     proc = repo.dvc("repro")
-    assert running(proc) == ["category@zhihu", "merge"]
+    assert running(proc) == ["category@zhihu", "merge", "report"]
     metrics = json.loads(repo.file("data/stages/zhihu/metrics.json").read_text())
     assert metrics["accepted"] > 0 and metrics["rejected_by_reason"]["too_short"] > 0
 

@@ -129,3 +129,64 @@ def test_bad_params_entries_are_named(name, entry, message):
     with pytest.raises(CqiaError) as exc:
         category_from_params(name, entry, FORMAT_NAMES)
     assert str(exc.value).startswith(message)
+
+
+# --- cleaning steps in the lineage ------------------------------------------------------
+
+CLEAN = dict(ENTRY, rules={"min_chars": {"output": 2}, "max_invisible_chars": 3, "mojibake": True,
+                           "pii": {"email": "mask", "phone": "mask", "id_card": "reject"}},
+             normalize={"fullwidth_ascii": True, "traditional_to_simplified": "t2s"})
+
+
+def test_every_transform_is_a_lineage_step_in_order():
+    _, [out] = run(['{"prompt": "請問ＡＩ會取代醫生嗎？", "answer": "不會。有問題請寫信到 ai@example.cn 或致電１３８１２３４５６７８"}'], CLEAN)
+    assert out.accepted
+    assert out.record["instruction"] == "请问AI会取代医生吗？"
+    assert out.record["output"] == "不会。有问题请写信到 [EMAIL] 或致电[PHONE]"
+    steps = [(s["step"], s["field"], s["rules"]) for s in out.lineage["steps"] if "field" in s]
+    assert steps == [("normalize", "instruction", ["opencc_t2s", "fullwidth_ascii"]),
+                     ("normalize", "output", ["opencc_t2s", "fullwidth_ascii"]),
+                     ("mask", "output", ["email", "phone"])]
+    mask = out.lineage["steps"][4]
+    assert mask["before"] == "不会。有问题请写信到 ai@example.cn 或致电13812345678"
+
+
+@pytest.mark.parametrize("line, reason, detail", [
+    ('{"prompt": "问\\u0000题\\u0001三\\u0002四\\u0003", "answer": "回答"}', "invisible_chars",
+     "instruction has 4 control, zero-width or bidi characters, max_invisible_chars is 3"),
+    ('{"prompt": "核对身份证", "answer": "号码是11010519491231002X"}', "pii",
+     "output contains a 身份证号 at character 4 (pii.id_card is reject)"),
+    ('{"prompt": "浣犲ソ", "answer": "回答"}', "mojibake",
+     "instruction has UTF-8 text that was decoded as GBK: '浣犲ソ' reads '你好'"),
+])
+def test_cleaning_rejects_carry_reason_and_detail(line, reason, detail):
+    _, [out] = run([line], CLEAN)
+    assert (out.reason, out.lineage["detail"]) == (reason, detail)
+    assert out.lineage["steps"][-1] == {"step": "rules", "result": "reject", "reason": reason, "detail": detail}
+
+
+def test_a_missing_record_key_without_a_default_is_missing_field():
+    entry = dict(ENTRY, format="cqia-jsonl", defaults={"answer_from": "human"})
+    _, [out] = run(['{"instruction": "问题", "output": "回答内容", "domain": ["通用"], "human_verified": false, '
+                    '"copyright": ""}'], entry)
+    assert (out.reason, out.lineage["detail"]) == (
+        "missing_field", "field 'task_type' is missing and categories.t.defaults has no value for it")
+
+
+@pytest.mark.parametrize("entry, message", [
+    (dict(ENTRY, rules={"min_chars": {"output": 2}, "pii": {"phone": "drop"}}),
+     "params.yaml: categories.t.rules.pii.phone: unknown action 'drop'. Use one of ['mask', 'reject', 'keep']"),
+    (dict(ENTRY, normalize={"traditional_to_simplified": "t2tw"}),
+     "params.yaml: categories.t.normalize.traditional_to_simplified: unknown OpenCC config 't2tw'"),
+])
+def test_bad_rules_and_normalize_options_fail_when_params_are_read(entry, message):
+    with pytest.raises(CqiaError) as exc:
+        category_from_params("t", entry, FORMAT_NAMES)
+    assert str(exc.value).startswith(message)
+
+
+def test_a_review_file_saved_with_a_bom_and_crlf_reads():
+    log = [b'\xef\xbb\xbf{"id": "t-1", "decision": "accept", "reviewer": "li", "date": "2024-01-02"}\r\n',
+           b'{"id": "t-2", "decision": "reject", "reviewer": "li", "date": "2024-01-02"}\r\n']
+    assert [(d.id, d.decision, d.line) for d in load_decisions(log, "r.jsonl").values()] == [
+        ("t-1", "accept", 1), ("t-2", "reject", 2)]

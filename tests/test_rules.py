@@ -1,17 +1,44 @@
-"""Each rule's reason code, on simplified, traditional and mixed-script fixtures."""
+"""Each rule's reason code, on simplified, traditional, full-width and mixed-script fixtures."""
 
+import re
+from pathlib import Path
+
+import orjson
 import pytest
 
-from cqia.rules import check
+from cqia.errors import CqiaError
+from cqia.pii import KINDS, id_card_checksum_ok, scan
+from cqia.rules import RuleSet, check, gbk_mojibake
 
+ROOT = Path(__file__).resolve().parent.parent
 CFG = {"min_chars": {"output": 4}, "max_chars": {"instruction": 10}}
+ALL = {
+    "min_chars": {"instruction": 2, "output": 4},
+    "max_chars": {"instruction": 40, "output": 400},
+    "min_cjk_ratio": {"instruction": 0.3, "output": 0.3},
+    "max_invisible_chars": 3,
+    "mojibake": True,
+    "echo_min_new_chars": 5,
+    "max_char_repeats": 10,
+    "max_line_repeats": 3,
+    "task_types": {"选择题": {"min_chars": {"output": 1}, "min_cjk_ratio": {"output": None}},
+                   "代码": {"min_cjk_ratio": {"output": 0}}},
+}
+RULES = RuleSet(ALL)
 
 
-def rec(instruction="什么是机器学习？", output="机器学习是让计算机从数据中学习规律的方法。", input=""):
-    return {"instruction": instruction, "input": input, "output": output}
+def rec(instruction="什么是机器学习？", output="机器学习是让计算机从数据中学习规律的方法。", input="", task=None):
+    record = {"instruction": instruction, "input": input, "output": output}
+    if task:
+        record["task_type"] = {"major": [task[0]], "minor": [task[1]] if len(task) > 1 else []}
+    return record
 
 
-@pytest.mark.parametrize("record, reason", [
+def reason(verdict):
+    return verdict[0] if verdict else None
+
+
+@pytest.mark.parametrize("record, expected", [
     (rec(), None),
     (rec(instruction="什麼是機器學習？", output="機器學習是讓電腦從資料中學習規律的方法。"), None),
     (rec(output=""), "empty_output"),
@@ -20,10 +47,257 @@ def rec(instruction="什么是机器学习？", output="机器学习是让计算
     (rec(instruction="請問ＡＩ與machine learning有什麼不同呢"), "too_long"),
     (rec(instruction="你好", output="你好"), "output_equals_instruction"),
 ])
-def test_reason_codes(record, reason):
-    verdict = check(record, CFG)
-    assert (verdict[0] if verdict else None) == reason
+def test_reason_codes(record, expected):
+    assert reason(check(record, CFG)) == expected
 
 
 def test_rules_skip_non_string_fields_for_the_schema_to_catch():
     assert check({"instruction": 3, "input": "", "output": ["x"]}, CFG) is None
+    assert RULES.check({"instruction": 3, "input": None, "output": ["x"], "task_type": "问答"}) is None
+
+
+# --- invisible characters (judged before normalisation removes them) ---------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("你\x00好，世\u200b界", None),                                   # two: normalisation removes them
+    ("你\x00好\x01世\x02界\x03", "invisible_chars"),                 # simplified, four control characters
+    ("妳\u200b好\u200c世\u2060界\ufeff", "invisible_chars"),         # traditional, four zero-width
+    ("ＡＩ\u202e很火\u202d，ｏｋ\u2066？\u2069", "invisible_chars"),   # full-width, bidi overrides
+    ("Python\x7f很\x85好\x1b用\x08", "invisible_chars"),             # mixed script, DEL and C1
+])
+def test_invisible_chars_are_counted_before_normalisation(text, expected):
+    verdict = RULES.before_normalise(rec(output=text))
+    assert reason(verdict) == expected
+    if verdict:
+        assert verdict[1] == "output has 4 control, zero-width or bidi characters, max_invisible_chars is 3"
+
+
+# --- mojibake ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("output, shown", [
+    ("浣犲ソ", "'浣犲ソ' reads '你好'"),                           # the issue's example: 你好
+    ("鏈哄櫒瀛︿範鏄鏁版嵁", None),                                 # 机器学习是数据, a byte lost
+    ("Python 鏄涓绉嶈瑷銆傚畠鐨勮娉曠畝娲", None),                    # mixed script: Python 是一种语言。它的语法简洁
+    ("锛★缉寰堢伀", "'锛★缉寰堢伀' reads 'ＡＩ很火'"),                  # full-width: ＡＩ很火
+    ("閫欏嬬▼寮忕殑璩囨枡绲愭", None),                                  # traditional: 這個程式的資料結構
+    ("锟斤拷锟斤拷", "'锟斤拷锟斤拷' reads '\ufffd\ufffd\ufffd\ufffd'"),   # U+FFFD's UTF-8 bytes read as GBK
+])
+def test_utf8_read_as_gbk_is_mojibake(output, shown):
+    verdict = RULES.check(rec(instruction="请回答下面的问题", output=output))
+    assert reason(verdict) == "mojibake"
+    assert verdict[1].startswith("output has UTF-8 text that was decoded as GBK: ")
+    if shown:
+        assert verdict[1].endswith(shown)
+
+
+def test_replacement_character_is_mojibake_with_its_position():
+    verdict = RULES.check(rec(output="机器学习是\ufffd\ufffd的方法"))
+    assert verdict == ("mojibake", "output has U+FFFD (the replacement character) at character 6: it was decoded "
+                                   "with the wrong encoding upstream")
+
+
+@pytest.mark.parametrize("text", [
+    "你好，世界！今天天气很好，我们去公园散步吧。",
+    "這個程式的資料結構設計得很好，軟體工程師們都說滑鼠和印表機的驅動程式需要更新。",
+    "本選項決定在標題列上連按兩下滑鼠按鈕的效果。目前有效的選項為：「",   # 9 of 64 bytes recode: the worst seen
+    "樹狀線闊度", "當按下特殊按鍵後是否發出聲響。", "标准的搜寻目录为：",
+    "ＡＩ在２０２３年很火，ｏｋ？", "Python 和 Java 先学哪个比较好？", "涓　浣　犲",   # suspects, but not a run
+    "饕餮、魑魅魍魉、耄耋、龃龉、罍、爨", "锟", "烫烫烫屯屯屯",
+])
+def test_normal_chinese_is_not_mojibake(text):
+    assert gbk_mojibake(text) is None
+
+
+def sample_texts():
+    texts = []
+    for path in sorted((ROOT / "data/raw").rglob("*.json*")):
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+        values = orjson.loads(data) if data.lstrip().startswith(b"[") else [
+            orjson.loads(line) for line in data.splitlines() if line.strip()]
+        texts += [v for obj in values for v in obj.values() if isinstance(v, str)]
+    return texts
+
+
+def test_no_sample_text_is_mojibake_and_every_garbled_one_is():
+    """The sample raw files' text fields (simplified, traditional, full-width, mixed) are clean; garbled
+    the way a GBK decoder that drops bad bytes garbles them, each with 6+ Han characters is caught."""
+    texts = sample_texts()
+    assert len(texts) > 300
+    assert [t for t in texts if gbk_mojibake(t)] == []
+    longer = [t for t in texts if len(re.findall("[\u4e00-\u9fff]", t)) >= 6]
+    assert len(longer) > 250
+    assert [t for t in longer if not gbk_mojibake(t.encode("utf-8").decode("gbk", "ignore"))] == []
+
+
+# --- output equals or echoes the instruction ------------------------------------------
+
+@pytest.mark.parametrize("instruction, output, expected, detail", [
+    ("什么是爱？", "什么是爱？", "output_equals_instruction", "output is the instruction repeated"),
+    ("什麼是愛？", "什麼是愛", "output_equals_instruction",
+     "output is the instruction up to punctuation, spacing, letter case and full width"),
+    ("ＡＩ是什么？", "ai 是 什么", "output_equals_instruction",
+     "output is the instruction up to punctuation, spacing, letter case and full width"),
+    ("什么是爱？", "什么是爱？什么是爱？", "output_echoes_instruction",
+     "output repeats the instruction and adds 0 characters, echo_min_new_chars is 5"),
+    ("What is 爱？", "问题：What is 爱？", "output_echoes_instruction",
+     "output repeats the instruction and adds 2 characters, echo_min_new_chars is 5"),
+    ("什么是爱？", "什么是爱？爱是恒久忍耐，又有恩慈。", None, None),
+    ("请复述：今天天气很好", "今天天气很好", None, None),       # part of the instruction: a real answer
+])
+def test_output_equal_to_or_echoing_the_instruction(instruction, output, expected, detail):
+    verdict = RULES.check(rec(instruction=instruction, output=output))
+    assert verdict == ((expected, detail) if expected else None)
+
+
+def test_echo_needs_its_threshold_but_equality_does_not():
+    assert check(rec(instruction="什么是爱？", output="什么是爱？什么是爱？"), {}) is None
+    assert reason(check(rec(instruction="什么是爱？", output="什么是爱"), {})) == "output_equals_instruction"
+
+
+# --- length bounds per task type ---------------------------------------------------
+
+@pytest.mark.parametrize("record, expected", [
+    (rec(instruction="下列哪项正确？A. 甲 B. 乙", output="B"), "too_short"),
+    (rec(instruction="下列哪項正確？A. 甲 B. 乙", output="B", task=("试题", "选择题")), None),
+    (rec(instruction="下列哪项正确？", output="Ｂ", task=("选择题",)), None),
+    (rec(output="好" * 401), "too_long"),
+])
+def test_length_bounds_per_task_type(record, expected):
+    verdict = RULES.check(record)
+    assert reason(verdict) == expected
+    if expected == "too_short":
+        assert verdict[1] == "output has 1 characters, min_chars.output is 4"
+
+
+def test_first_matching_task_type_wins_and_keeps_the_other_thresholds():
+    cfg = {"min_chars": {"instruction": 2, "output": 10},
+           "task_types": {"选择题": {"min_chars": {"output": 1}}, "试题": {"min_chars": {"output": 50}}}}
+    record = rec(instruction="选", output="B", task=("试题", "选择题"))
+    assert check(record, cfg) == ("too_short", "instruction has 1 characters, min_chars.instruction is 2")
+    record["instruction"] = "下列哪项正确？"
+    assert check(record, cfg) is None
+
+
+# --- CJK ratio ------------------------------------------------------------------
+
+@pytest.mark.parametrize("output, task, expected", [
+    ("Python 和 Java 先学哪个比较好？看你的目标。", None, None),                     # mixed script
+    ("學習 Python 最好的方法是多寫程式。", None, None),                               # traditional
+    ("ＡＩ在２０２３年很火", None, None),                                              # full-width
+    ("Machine learning lets computers learn patterns from data.", None, "low_cjk_ratio"),
+    ("ＭａｃｈｉｎｅＬｅａｒｎｉｎｇ ｉｓ ｇｒｅａｔ", None, "low_cjk_ratio"),             # full-width Latin
+    ("このデータはとてもおもしろいですね", None, "low_cjk_ratio"),                        # Japanese kana
+    ("def add(a, b):\n    return a + b", None, "low_cjk_ratio"),
+    ("def add(a, b):\n    return a + b", ("代码",), None),                              # exempt task type
+    ("x = (-b ± sqrt(b^2 - 4ac)) / 2a", ("数学", "代码"), None),
+    ("42 + 58 = 100", None, None),                                                     # no letters at all
+])
+def test_cjk_ratio_with_exempt_task_types(output, task, expected):
+    verdict = RULES.check(rec(instruction="请回答下面的问题", output=output, task=task))
+    assert reason(verdict) == expected
+
+
+def test_cjk_ratio_detail_counts_han_and_foreign_words():
+    verdict = RULES.check(rec(output="这是 a simple English sentence here"))
+    assert verdict == ("low_cjk_ratio", "output has CJK ratio 0.29 (2 Han characters, 5 words or letters of other "
+                                        "scripts), min_cjk_ratio.output is 0.3")
+
+
+# --- repeated characters and lines ----------------------------------------------
+
+@pytest.mark.parametrize("output, expected", [
+    ("哈" * 11, ("repeated_chars", "output repeats '哈' 11 times in a row, max_char_repeats is 10")),
+    ("哈" * 10 + "，真好笑", None),
+    ("好的" * 12, ("repeated_chars", "output repeats '好的' 12 times in a row, max_char_repeats is 10")),
+    ("對對對對對對對對對對對對對對對", ("repeated_chars",
+                                      "output repeats '對' 15 times in a row, max_char_repeats is 10")),
+    ("ＡＡＡＡＡＡＡＡＡＡＡＡ好", ("repeated_chars", "output repeats 'Ａ' 12 times in a row, max_char_repeats is 10")),
+    ("笑死" + "ha" * 12, ("repeated_chars",
+                                   "output repeats 'ha' 12 times in a row, max_char_repeats is 10")),
+    ("笑死😂😂😂😂😂😂😂😂😂😂😂😂", ("repeated_chars",
+                                   "output repeats '😂' 12 times in a row, max_char_repeats is 10")),
+    ("分隔线\n------------------------------\n正文内容在这里", None),
+    ("一年有31536000000毫秒，约等于1000000000000纳秒的三万分之一", None),
+    ("代码如下：\n" + " " * 16 + "return 值", None),
+])
+def test_repeated_characters(output, expected):
+    assert RULES.check(rec(instruction="说点什么吧", output=output)) == expected
+
+
+@pytest.mark.parametrize("line", ["关注我，每天分享干货！", "關注我，每天分享乾貨！", "Ｆｏｌｌｏｗ ｍｅ，每天分享",
+                                  "Follow me 每天分享 tips"])
+def test_repeated_lines(line):
+    spam = "\n".join([line] * 4 + ["正文内容在这里"])
+    assert RULES.check(rec(output=spam)) == (
+        "repeated_lines", f"output has the line {line!r} 4 times, max_line_repeats is 3")
+    assert RULES.check(rec(output="\n".join([line] * 3 + ["正文内容在这里"]))) is None
+
+
+def test_short_lines_do_not_count_as_repeated():
+    code = "if a:\n    pass\n}\n}\n}\n}\n}\n说明：以上是代码"
+    assert RULES.check(rec(output=code, task=("代码",))) is None        # lines under 5 characters do not count
+
+
+# --- PII --------------------------------------------------------------------------
+
+MASK_ALL = frozenset(KINDS)
+
+
+@pytest.mark.parametrize("text, masked, kinds", [
+    ("请联系 zhang.san@example.com 获取资料", "请联系 [EMAIL] 获取资料", ["email"]),
+    ("請致電13812345678或 138-1234-5678", "請致電[PHONE]或 [PHONE]", ["phone"]),
+    ("Call +86 138 1234 5678 or 010-12345678", "Call [PHONE] or [PHONE]", ["phone"]),
+    ("身份证号11010519491231002X，请核对", "身份证号[ID_CARD]，请核对", ["id_card"]),
+    ("加我QQ：123456789，或者扣扣号 54321", "加我QQ：[QQ]，或者扣扣号 [QQ]", ["qq"]),
+    ("13812345678@163.com 是我的邮箱", "[EMAIL] 是我的邮箱", ["email"]),
+])
+def test_pii_is_masked(text, masked, kinds):
+    assert scan(text, KINDS, MASK_ALL) == (masked, kinds, None)
+
+
+@pytest.mark.parametrize("text", [
+    "身份证号110105194912310021不对",              # wrong check character
+    "订单号 1381234567890 已发货",                  # 13 digits: not a phone number
+    "这本书出版于 2023-01-15，共 1234 页",
+    "在 Python 里 @decorator 是装饰器",
+    "我的号码是１３８１２３４５６７８",             # full-width digits: found only after fullwidth_ascii
+    "123456789 这个数字很大",                       # a bare number is not a QQ number
+])
+def test_pii_lookalikes_are_left_alone(text):
+    assert scan(text, KINDS, MASK_ALL) == (text, [], None)
+
+
+def test_id_card_checksum():
+    assert id_card_checksum_ok("11010519491231002X") and id_card_checksum_ok("11010519491231002x")
+    assert not id_card_checksum_ok("110105194912310021")
+
+
+def test_pii_mask_or_reject_per_kind_records_the_mask():
+    rules = RuleSet({"pii": {"email": "mask", "id_card": "reject", "phone": "keep"}})
+    record = rec(output="邮箱 a@b.cn，电话 13812345678")
+    steps, verdict = rules.mask_pii(record)
+    assert verdict is None and record["output"] == "邮箱 [EMAIL]，电话 13812345678"
+    assert steps == [{"step": "mask", "field": "output", "rules": ["email"],
+                      "before": "邮箱 a@b.cn，电话 13812345678", "after": "邮箱 [EMAIL]，电话 13812345678"}]
+    steps, verdict = rules.mask_pii(rec(instruction="核对身份證 11010519491231002X"))
+    assert verdict == ("pii", "instruction contains a 身份证号 at character 7 (pii.id_card is reject)")
+
+
+# --- configuration errors name the knob ------------------------------------------
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"min_char": {"output": 3}}, "rules: unknown key(s) ['min_char']. Available keys: ['min_chars', "),
+    ({"min_chars": {"outptu": 3}}, "rules.min_chars: unknown field 'outptu'. Use ['instruction', 'input', 'output']"),
+    ({"min_chars": {"output": "10"}}, "rules.min_chars.output: '10' is not a whole number >= 0"),
+    ({"min_cjk_ratio": {"output": 30}}, "rules.min_cjk_ratio.output: 30 is not a ratio between 0 and 1"),
+    ({"max_char_repeats": 0}, "rules.max_char_repeats: 0 is not a whole number >= 1"),
+    ({"mojibake": "yes"}, "rules.mojibake: must be true or false, not 'yes'"),
+    ({"pii": {"phone": "hide"}}, "rules.pii.phone: unknown action 'hide'. Use one of ['mask', 'reject', 'keep']"),
+    ({"pii": {"wechat": "mask"}}, "rules.pii: unknown kind 'wechat'. Use ['email', 'id_card', 'phone', 'qq']"),
+    ({"task_types": {"代码": {"pii": {"email": "mask"}}}},
+     "rules.task_types.代码: key(s) ['pii'] cannot be set per task type. Available keys:"),
+])
+def test_bad_rule_config_names_the_knob(cfg, message):
+    with pytest.raises(CqiaError) as exc:
+        RuleSet(cfg)
+    assert str(exc.value).startswith(message)

@@ -1,0 +1,317 @@
+"""A release in the tools consumers use: Hugging Face `datasets`, alpaca / sharegpt JSON for
+LLaMA-Factory, and progress bars that stay out of pipes. Offline: `datasets` runs with
+HF_HUB_OFFLINE and its caches inside the test's temp dir."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pty
+import struct
+import subprocess
+import termios
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from cqia.errors import CqiaError
+from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
+from cqia.progress import progress
+from cqia.release import dataset_card, parquet_schema
+from conftest import BIN, make_repo
+
+
+def record(rid, instruction, output, input="", domain=None, major=None):
+    return {"id": rid, "instruction": instruction, "input": input, "output": output,
+            "task_type": {"major": major if major is not None else ["问答"], "minor": []},
+            "domain": domain if domain is not None else [], "metadata": "", "answer_from": "human",
+            "human_verified": True, "copyright": "test"}
+
+
+RECORDS = [
+    record("poison-0001", "自闭症孩子是不是就是父母没教好？", "不是。自闭症是一种神经发育障碍，与教养方式无关。",
+           domain=["人类价值观"]),
+    record("hv-0001", "下列說法正確的是：", "B，因為……", input="A．甲\u2028B．乙"),
+    record("zhihu-0001", "ＡＩ會取代程序員嗎？", "短期內不會。\n\n「工具」與「人」是兩回事。", domain=[]),
+]
+
+
+# ---------------------------------------------------------------- converters (fast)
+
+def test_alpaca_keeps_instruction_input_output_and_id():
+    assert [to_alpaca(r) for r in RECORDS[1:2]] == [
+        {"instruction": "下列說法正確的是：", "input": "A．甲\u2028B．乙", "output": "B，因為……", "id": "hv-0001"}]
+
+
+def test_sharegpt_is_one_human_and_one_gpt_turn_with_the_input_after_a_newline():
+    assert to_sharegpt(RECORDS[1]) == {"conversations": [
+        {"from": "human", "value": "下列說法正確的是：\nA．甲\u2028B．乙"},
+        {"from": "gpt", "value": "B，因為……"}], "id": "hv-0001"}
+    assert prompt(RECORDS[0]) == RECORDS[0]["instruction"]  # no input: no trailing newline
+    assert "system" not in to_sharegpt(RECORDS[0])  # COIG-CQIA has no system prompt
+
+
+def test_a_record_without_output_is_named():
+    bad = dict(RECORDS[0])
+    del bad["output"]
+    with pytest.raises(CqiaError) as err:
+        to_alpaca(bad)
+    assert str(err.value) == ("record poison-0001: field 'output' is missing, not a string. "
+                              "Export a release built by cqia-registry (its records pass the schema)")
+    with pytest.raises(CqiaError, match=r"field 'input' is a int, not a string"):
+        to_sharegpt(dict(RECORDS[0], input=3))
+
+
+def test_dataset_info_entries_are_llama_factorys():
+    assert dataset_info_entry("alpaca", "coig_cqia_alpaca.json") == {
+        "file_name": "coig_cqia_alpaca.json", "formatting": "alpaca",
+        "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    assert dataset_info_entry("sharegpt", "x.json") == {
+        "file_name": "x.json", "formatting": "sharegpt", "columns": {"messages": "conversations"},
+        "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+    assert dataset_name("alpaca") == "coig_cqia_alpaca"
+    assert dataset_name("sharegpt", "zhihu") == "coig_cqia_zhihu_sharegpt"
+    with pytest.raises(CqiaError) as err:
+        dataset_name("openai")
+    assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt']"
+
+
+def test_dataset_info_keeps_the_datasets_already_there():
+    existing = {"alpaca_en_demo": {"file_name": "alpaca_en_demo.json"}}
+    merged = add_dataset_info(existing, "coig_cqia_alpaca", {"file_name": "coig_cqia_alpaca.json"})
+    assert list(merged) == ["alpaca_en_demo", "coig_cqia_alpaca"]
+    assert existing == {"alpaca_en_demo": {"file_name": "alpaca_en_demo.json"}}  # not mutated
+    with pytest.raises(CqiaError) as err:
+        add_dataset_info([], "x", {}, where="out/dataset_info.json")
+    assert str(err.value) == ("out/dataset_info.json: is a JSON list, not an object of dataset descriptions. "
+                              "Fix or remove it; cqia export adds its entry to an existing file")
+
+
+# ---------------------------------------------------------------- progress (fast)
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_silent_when_the_stream_is_not_a_terminal():
+    pipe = io.StringIO()
+    assert list(progress(range(5), "merge zhihu", stream=pipe)) == [0, 1, 2, 3, 4]
+    assert pipe.getvalue() == ""
+
+
+def test_progress_draws_a_bar_on_a_terminal():
+    tty = Terminal()
+    assert list(progress(range(5), "merge zhihu", total=5, stream=tty)) == [0, 1, 2, 3, 4]
+    assert "merge zhihu" in tty.getvalue()
+
+
+# ---------------------------------------------------------------- datasets (offline)
+
+@pytest.fixture(scope="module")
+def hf(tmp_path_factory):
+    """`datasets`, offline, with every cache in a temp dir; any HTTP request would fail fast."""
+    home = tmp_path_factory.mktemp("hf")
+    env = {"HF_HOME": str(home), "HF_DATASETS_CACHE": str(home / "datasets"),
+           "HF_MODULES_CACHE": str(home / "modules"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        import datasets
+        import huggingface_hub.constants
+
+        # datasets reads its config at import; if another test imported it first, set it here too
+        mp.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        mp.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+        mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+        mp.setattr(datasets.config, "HF_MODULES_CACHE", home / "modules")
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        datasets.disable_progress_bars()
+        yield datasets, str(home / "datasets")
+
+
+def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
+    """A release directory as merge lays it out: Parquet + JSON Lines per category, full.jsonl, the card."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root.mkdir(parents=True)
+    full = []
+    for name, records in categories.items():
+        (root / name).mkdir()
+        pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema()), root / name / "train.parquet")
+        (root / name / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        full += records
+    (root / "full.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in full))
+    summary = [{"name": n, "released": len(r), "source": "", "construction": ""} for n, r in categories.items()]
+    (root / "README.md").write_text(dataset_card({"version": "v0.1"}, summary, full[0] if full else None,
+                                                 "full.jsonl"), encoding="utf-8")
+    manifest = {"version": "v0.1", "released": len(full),
+                "categories": {n: {"released": len(r)} for n, r in categories.items()}}
+    (root / "manifest.json").write_bytes(orjson.dumps(manifest))
+    return root
+
+
+def test_card_configs_load_with_datasets_with_typed_columns(hf, tmp_path):
+    datasets, cache = hf
+    release = write_release(tmp_path / "release", {"poison": RECORDS[:1], "pending": [], "zhihu": RECORDS[2:]})
+    full = datasets.load_dataset(str(release), cache_dir=cache)["train"]  # the default config: all
+    assert full["id"] == ["poison-0001", "zhihu-0001"]
+    zhihu = datasets.load_dataset(str(release), "zhihu", cache_dir=cache)["train"]
+    assert zhihu.to_list() == RECORDS[2:]
+    # Parquet carries the registry's types: a column of empty lists is still a list of strings
+    assert zhihu.features["domain"] == datasets.List(datasets.Value("string"))
+    # a category with no released record has no config (datasets cannot load an empty file)
+    with pytest.raises(ValueError, match="pending"):
+        datasets.load_dataset(str(release), "pending", cache_dir=cache)
+
+
+def test_card_refuses_a_category_named_all():
+    with pytest.raises(CqiaError) as err:
+        dataset_card({"version": "v0.1"}, [{"name": "all", "released": 1}], None, "full.jsonl")
+    assert str(err.value) == ("params.yaml: categories.all: category name 'all' clashes with the dataset card's "
+                              "config of every record. Rename the category")
+
+
+# ---------------------------------------------------------------- cqia export on a working tree (fast)
+
+def run_export(*args):
+    from cqia.cli import cli
+
+    return CliRunner().invoke(cli, ["export", *args])
+
+
+def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch):
+    write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "LLaMA-Factory" / "data"
+    out.mkdir(parents=True)
+    (out / "dataset_info.json").write_text('{"identity": {"file_name": "identity.json"}}')
+    result = run_export("--format", "alpaca", "--category", "hv", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"Exported 1 records of release v0.1 (category hv) as alpaca:\n"
+                             f"  {out.as_posix()}/coig_cqia_hv_alpaca.json\n"
+                             f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_hv_alpaca\")\n")
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert list(info) == ["identity", "coig_cqia_hv_alpaca"]
+    assert json.loads((out / "coig_cqia_hv_alpaca.json").read_text(encoding="utf-8")) == [to_alpaca(RECORDS[1])]
+
+
+def test_export_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_export("--format", "alpaca")
+    assert result.exit_code == 1
+    assert result.output == ("error: data/release/manifest.json: no release built in this working tree. "
+                             "Run `make repro` (or `dvc repro`), or read a tagged release at its revision, e.g. v0.1\n")
+    write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[2:]})
+    result = run_export("--format", "alpaca", "--category", "x")
+    assert result.output == ("error: data/release: release v0.1 has no category 'x'. "
+                             "Available categories: ['zhihu']\n")
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "dataset_info.json").write_text("{not json")
+    result = run_export("--format", "sharegpt")
+    assert result.output.startswith("error: export/dataset_info.json: not valid JSON (")
+    assert result.output.endswith("). Fix or remove it; cqia export adds its entry to an existing file\n")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["dataset_info.json"]  # nothing written
+
+
+# ---------------------------------------------------------------- a release built by dvc repro (e2e)
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    repo = make_repo(tmp_path_factory.mktemp("eco"))
+    proc = repo.dvc("repro")
+    return repo, proc
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().split(b"\n") if line]
+
+
+@pytest.mark.e2e
+def test_built_release_loads_with_datasets(built, hf):
+    repo, _ = built
+    datasets, cache = hf
+    release = repo.file("data/release")
+    manifest = json.loads((release / "manifest.json").read_text())
+    full = datasets.load_dataset(str(release), cache_dir=cache)["train"]
+    assert full.to_list() == read_jsonl(release / "full.jsonl")  # same records, same order, same values
+    for name, cat in manifest["categories"].items():
+        ds = datasets.load_dataset(str(release), name, cache_dir=cache)["train"]
+        assert ds.num_rows == cat["released"] > 0
+        assert ds["id"] == [r["id"] for r in read_jsonl(release / name / "train.jsonl")]
+    parquet = datasets.load_dataset("parquet", data_files={"train": str(release / "*" / "train.parquet")},
+                                    cache_dir=cache)["train"]
+    assert sorted(parquet["id"]) == sorted(full["id"])
+    assert parquet.features == full.features
+
+
+@pytest.mark.e2e
+def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp_path):
+    repo, _ = built
+    datasets, cache = hf
+    release = read_jsonl(repo.file("data/release/full.jsonl"))
+    out = tmp_path / "export"
+    for fmt in ("alpaca", "sharegpt"):
+        proc = repo.cqia("export", "--format", fmt, "--out", str(out), "--json")
+        assert proc.stderr == ""  # stderr is a pipe: no progress bar
+        assert json.loads(proc.stdout)["records"] == len(release)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert sorted(info) == ["coig_cqia_alpaca", "coig_cqia_sharegpt"]
+
+    alpaca = info["coig_cqia_alpaca"]
+    assert alpaca["formatting"] == "alpaca"
+    rows = datasets.load_dataset("json", data_files=str(out / alpaca["file_name"]), cache_dir=cache)["train"]
+    cols = alpaca["columns"]
+    assert [(r[cols["prompt"]], r[cols["query"]], r[cols["response"]]) for r in rows] == \
+        [(r["instruction"], r["input"], r["output"]) for r in release]
+
+    sharegpt = info["coig_cqia_sharegpt"]
+    assert sharegpt["formatting"] == "sharegpt"
+    rows = datasets.load_dataset("json", data_files=str(out / sharegpt["file_name"]), cache_dir=cache)["train"]
+    tags = sharegpt["tags"]
+    turns = [[(t[tags["role_tag"]], t[tags["content_tag"]]) for t in r[sharegpt["columns"]["messages"]]]
+             for r in rows]
+    assert turns == [[(tags["user_tag"], "\n".join(filter(None, (r["instruction"], r["input"])))),
+                      (tags["assistant_tag"], r["output"])] for r in release]
+    assert rows["id"] == [r["id"] for r in release]
+
+
+def on_a_terminal(repo, *cmd) -> str:
+    """Run `cmd` in `repo` with stderr a terminal (a pty 100 columns wide); return what it drew there."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.run(cmd, cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.e2e
+def test_progress_shows_on_a_terminal_and_never_in_a_pipe(built, tmp_path):
+    repo, repro = built
+    # dvc repro ran every stage with stderr a pipe: no bar anywhere in its output
+    assert "rec/s" not in repro.stdout + repro.stderr and "\r" not in repro.stdout + repro.stderr
+    # with stderr a terminal, the merge stage and cqia export draw their bars
+    drawn = on_a_terminal(repo, str(BIN / "python"), "-m", "stages.merge", "--params", "params.yaml",
+                          "--stages-dir", "data/stages", "--schema", "schemas/record.schema.json",
+                          "--suite", "expectations/release.json", "--out", str(tmp_path / "release"),
+                          "--metrics", str(tmp_path / "metrics.json"))
+    assert "merge zhihu" in drawn and "rec/s" in drawn
+    assert "export alpaca" in on_a_terminal(repo, str(BIN / "cqia"), "export", "--format", "alpaca",
+                                            "--out", str(tmp_path / "export"))

@@ -1,0 +1,315 @@
+"""Releases end to end: `cqia release` / `cqia verify` and what consumers do with a tag.
+
+One registry is built per module (v0.1; then a rule change and a new category,
+v0.2) and the tests share it; the ones that change it put it back. Consumers
+work from a bare clone reached by a file:// URL, so nothing leaks from the
+producer's workspace, cache or config.local. The registry uses the committed
+`.dvc/config` as is: its default remote lives under $HOME, which is a temp dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import BIN, ROOT, Repo, make_repo
+from s3_server import S3Server, without_aws
+from test_pipeline_e2e import edit_params, tree_digest
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "data/release"
+
+
+def add_category_xhs(repo: Repo) -> None:
+    repo.file("data/raw/xhs").mkdir()
+    records = [{"instruction": f"第{i}个问题：周末去哪里玩比较好？", "input": "",
+                "output": f"推荐第{i}个去处：城郊的湿地公园，适合散步和拍照。",
+                "task_type": {"major": ["问答"], "minor": ["生活"]}, "domain": ["生活"], "metadata": "",
+                "answer_from": "human", "human_verified": False, "copyright": "作者授权"} for i in range(3)]
+    repo.file("data/raw/xhs/train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    repo.file("data/reviews/xhs.jsonl").write_bytes(b"")
+
+    def change(p):
+        p["categories"]["zhihu"]["rules"]["min_chars"]["output"] = 170  # a rule change
+        p["categories"]["xhs"] = {"format": "cqia-jsonl", "raw": ["train.jsonl"], "suite": "default",
+                                  "source": "Xiaohongshu"}
+    edit_params(repo, change)
+
+
+def tag_message(repo: Repo, tag: str) -> str:
+    return repo.git("tag", "--list", "--format=%(contents)", tag).stdout
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+class Registry:
+    def __init__(self, repo: Repo, tmp: Path):
+        self.repo = repo
+        self.tmp = tmp
+        self.bare = tmp / "registry.git"
+        self.url = self.bare.as_uri()
+        self.out: dict[str, str] = {}
+        self.digest: dict[str, dict[str, str]] = {}
+        self.manifest: dict[str, dict] = {}
+
+    def release(self, version: str, *args: str, repo: Repo | None = None) -> None:
+        repo = repo or self.repo
+        self.out[version] = repo.cqia("release", version, *args).stdout
+        self.digest[version] = tree_digest(repo.file(RELEASE))
+        self.manifest[version] = json.loads(repo.file(f"{RELEASE}/manifest.json").read_text())
+
+    def publish(self) -> None:
+        """`git push --follow-tags` to the bare clone consumers use."""
+        self.repo.git("push", "-q", "--follow-tags", str(self.bare), "main")
+
+    def clone(self, name: str, env: dict[str, str] | None = None) -> Repo:
+        path = self.tmp / name
+        consumer = Repo(path, env or self.repo.env)
+        consumer.run("git", "clone", "-q", self.url, str(path), cwd=self.tmp)
+        return consumer
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Registry:
+    tmp = tmp_path_factory.mktemp("registry")
+    repo = make_repo(tmp)
+    repo.env = without_aws(repo.env)
+    repo.env["HOME"] = str(tmp / "home")  # the committed default remote is under ~
+    shutil.copy(ROOT / ".dvc/config", repo.file(".dvc/config"))
+    repo.git("commit", "-q", "-m", "remotes", ".dvc/config")
+    reg = Registry(repo, tmp)
+    reg.release("v0.1")
+    add_category_xhs(repo)
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "zhihu: longer answers only; add xhs")
+    reg.release("v0.2")
+    repo.run("git", "init", "-q", "--bare", "-b", "main", str(reg.bare), cwd=tmp)
+    reg.publish()
+    return reg
+
+
+def test_release_commits_the_build_and_tags_it_with_a_summary(registry):
+    repo, m1, m2 = registry.repo, registry.manifest["v0.1"], registry.manifest["v0.2"]
+    assert (m1["version"], m2["version"]) == ("v0.1", "v0.2")
+    assert repo.git("cat-file", "-t", "v0.2").stdout.strip() == "tag"  # annotated
+    assert repo.git("status", "--porcelain").stdout == ""
+    assert repo.dvc("status", "-q", check=False).returncode == 0
+    assert repo.dvc("status", "-c", "-q", check=False).returncode == 0  # all pushed to the default remote
+    # the release commit holds what `dvc repro` wrote, and params.yaml's version line changed alone
+    files = set(repo.git("show", "--name-only", "--format=", "v0.2^{commit}").stdout.split())
+    assert {"data/release_metrics.json", "data/stages/xhs/.gitignore", "data/stages/xhs/metrics.json",
+            "data/stages/zhihu/metrics.json", "dvc.lock", "params.yaml"} <= files
+    sources = ("data/raw/", "data/reviews/", "stages/", "cqia/", "expectations/", "schemas/", "dvc.yaml")
+    assert not [f for f in files if f.startswith(sources)]  # only what the build wrote (other stages' metrics too)
+    diff = repo.git("diff", "-U0", "v0.2~1", "v0.2", "--", "params.yaml").stdout.splitlines()
+    assert [l for l in diff if l[:1] in "+-" and l[:3] not in ("+++", "---")] == \
+        ["-  version: v0.1", "+  version: v0.2"]
+    # the tag message: counts per category and the change since v0.1, computed here from the manifests
+    msg = tag_message(repo, "v0.2")
+    c1, c2 = m1["categories"], m2["categories"]
+    assert msg.startswith(f"COIG-CQIA v0.2: {m2['released']} records in 4 categories\n")
+    zhihu_row = next(l for l in msg.splitlines() if l.startswith("zhihu "))
+    delta = c2["zhihu"]["released"] - c1["zhihu"]["released"]
+    assert zhihu_row.split() == ["zhihu", str(c2["zhihu"]["raw"]), str(c2["zhihu"]["released"]),
+                                 str(c2["zhihu"]["rejected"]), f"{delta:+d}"]
+    assert next(l for l in msg.splitlines() if l.startswith("xhs ")).split()[-1] == "new"
+    assert (f"Changes since v0.1: zhihu released {c1['zhihu']['released']} -> {c2['zhihu']['released']} "
+            f"(raw {c1['zhihu']['raw']} -> {c2['zhihu']['raw']}); xhs added ({c2['xhs']['released']} released).") in msg
+    assert c2["zhihu"]["released"] < c1["zhihu"]["released"]  # the rule change did something
+    assert "First release: no earlier release tag." in tag_message(repo, "v0.1")
+    # what to push
+    assert "Publish the commit and the tag:\n    git push --follow-tags\n" in registry.out["v0.2"]
+    assert registry.out["v0.2"].startswith(msg)
+
+
+def test_release_refusals_change_nothing(registry):
+    repo = registry.repo
+    tags = repo.git("tag", "--list").stdout
+    head = repo.git("rev-parse", "HEAD").stdout
+    params = repo.file("params.yaml").read_bytes()
+
+    def refused(*args: str) -> str:
+        proc = repo.cqia("release", *args, check=False)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        return proc.stderr.strip()
+
+    form = "Use v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"
+    assert refused("0.3") == f"error: release 0.3: version '0.3' is malformed. {form}"
+    assert refused("v0.3-rc1") == f"error: release v0.3-rc1: version 'v0.3-rc1' is malformed. {form}"
+    assert refused("v0.1") == ("error: release v0.1: tag v0.1 already exists. "
+                               "Choose a new version (`git tag --list 'v*'` lists the releases)")
+    assert refused("v0.2.0") == ("error: release v0.2.0: tag v0.2 already exists and names the same version as "
+                                 "v0.2.0. Choose a new version (`git tag --list 'v*'` lists the releases)")
+    assert refused("v0.3", "--remote", "nowhere") == (
+        "error: release v0.3: DVC remote 'nowhere' is not configured. Available remotes: s3, store "
+        "(`dvc remote list`)")
+    with open(repo.file("data/reviews/zhihu.jsonl"), "ab") as handle:
+        handle.write(b"\n")
+    repo.file("notes.txt").write_text("scratch\n")
+    repo.file("params.yaml").write_bytes(params.replace(b"chunk_rows: 50000", b"chunk_rows: 40000"))
+    assert refused("v0.3") == ("error: release v0.3: the working tree has uncommitted changes: "
+                               "data/reviews/zhihu.jsonl, notes.txt, params.yaml. "
+                               "Commit or discard them; a release is built from committed files only")
+    repo.git("checkout", "-q", "--", "data/reviews/zhihu.jsonl", "params.yaml")
+    repo.file("notes.txt").unlink()
+    assert repo.git("tag", "--list").stdout == tags
+    assert repo.git("rev-parse", "HEAD").stdout == head
+    assert repo.file("params.yaml").read_bytes() == params
+    assert repo.git("status", "--porcelain").stdout == ""
+
+
+def test_verify_names_a_corrupted_file(registry):
+    repo = registry.repo
+    ok = repo.cqia("verify")
+    n = len(registry.digest["v0.2"])
+    assert ok.stdout.strip().startswith(f"data/release: release v0.2, {n} files match manifest.json (sha256) and "
+                                        f"dvc.lock (md5 ")
+    target = repo.file(f"{RELEASE}/zhihu/train.jsonl")
+    good = target.read_bytes()
+    target.write_bytes(good.replace("来得及".encode(), "来不及".encode(), 1))  # same size, other bytes
+    assert target.read_bytes() != good and len(target.read_bytes()) == len(good)
+    try:
+        bad = repo.cqia("verify", check=False)
+        assert bad.returncode == 1
+        lines = bad.stdout.strip().splitlines()
+        assert len(lines) == 2
+        assert lines[0].startswith("data/release/zhihu/train.jsonl: sha256 ")
+        assert lines[0].endswith(f"does not match manifest.json's "
+                                 f"{registry.manifest['v0.2']['files']['zhihu/train.jsonl']['sha256'][:12]} "
+                                 f"({len(good)} bytes)")
+        assert lines[1].startswith("data/release/zhihu/train.jsonl: md5 ")
+        assert lines[1].endswith(f"does not match dvc.lock's {hashlib.md5(good).hexdigest()[:12]}")
+        assert bad.stderr == ("error: data/release: 1 file does not match release v0.2 (zhihu/train.jsonl). "
+                              "Restore the release with `dvc checkout --force data/release`\n")
+        report = json.loads(repo.cqia("verify", "--json", check=False).stdout)
+        assert (report["ok"], report["version"], report["mismatched_files"]) == \
+            (False, "v0.2", ["data/release/zhihu/train.jsonl"])
+        assert [p["problem"].split()[0] for p in report["problems"]] == ["sha256", "md5"]
+        # a tagged release is read from the cache, not the workspace
+        assert repo.cqia("verify", "--rev", "v0.1").stdout.startswith(
+            f"data/release at v0.1: release v0.1, {len(registry.digest['v0.1'])} files match")
+    finally:
+        repo.dvc("checkout", "-q", "--force", RELEASE)
+    assert repo.cqia("verify").stdout == ok.stdout
+
+
+def test_a_fresh_clone_pulls_v01_and_rebuilds_it_byte_for_byte(registry):
+    clone = registry.clone("clone")
+    clone.git("checkout", "-q", "v0.1")
+    clone.dvc("pull", "-q")
+    assert tree_digest(clone.file(RELEASE)) == registry.digest["v0.1"]
+    assert "release v0.1" in clone.cqia("verify").stdout
+    repro = clone.dvc("repro", "--force")
+    ran = sorted(l.split("'")[1] for l in repro.stdout.splitlines() if l.startswith("Running stage"))
+    stages = sorted(YAML(typ="safe").load(clone.file("dvc.lock").read_text())["stages"])
+    assert ran == stages and {"category@zhihu", "merge"} <= set(ran)  # every stage ran, none came from a cache
+    assert tree_digest(clone.file(RELEASE)) == registry.digest["v0.1"]
+    assert clone.dvc("status", "-q", check=False).returncode == 0
+    assert clone.git("status", "--porcelain").stdout == ""  # dvc.lock and the metrics rebuilt identically
+
+
+def test_get_import_and_the_python_api_from_an_unrelated_directory(registry):
+    env, url = registry.repo.env, registry.url
+    outside = registry.tmp / "consumer"
+    outside.mkdir()
+    consumer = Repo(outside, env)
+    consumer.dvc("get", url, RELEASE, "--rev", "v0.1", "-o", "get-v0.1")
+    assert tree_digest(outside / "get-v0.1") == registry.digest["v0.1"]
+    consumer.git("init", "-q")
+    consumer.dvc("init", "-q")
+    consumer.dvc("import", url, RELEASE, "--rev", "v0.1", "-o", "release-v0.1")
+    assert tree_digest(outside / "release-v0.1") == registry.digest["v0.1"]
+    dvcfile = YAML(typ="safe").load((outside / "release-v0.1.dvc").read_text())
+    assert dvcfile["deps"][0]["repo"]["rev"] == "v0.1"
+    assert dvcfile["deps"][0]["repo"]["rev_lock"] == registry.repo.git("rev-list", "-n1", "v0.1").stdout.strip()
+    code = (
+        "import dvc.api, hashlib, json, sys\n"
+        "url = sys.argv[1]\n"
+        "for rev in ('v0.1', 'v0.2'):\n"
+        "    manifest = json.loads(dvc.api.read('data/release/manifest.json', repo=url, rev=rev))\n"
+        "    with dvc.api.open('data/release/zhihu/train.jsonl', repo=url, rev=rev, mode='rb') as f:\n"
+        "        print(rev, manifest['version'], hashlib.sha256(f.read()).hexdigest())\n"
+    )
+    out = consumer.run(str(BIN / "python"), "-c", code, url).stdout
+    assert out.splitlines() == [f"{v} {v} {registry.manifest[v]['files']['zhihu/train.jsonl']['sha256']}"
+                                for v in ("v0.1", "v0.2")]
+
+
+def test_a_failing_gate_refuses_the_release(registry):
+    repo = registry.repo
+    suite = json.loads(repo.file("expectations/default.json").read_text())
+    suite["expectations"].append({"type": "expect_column_value_lengths_to_be_between",
+                                  "kwargs": {"column": "output", "max_value": 50}})
+    repo.file("expectations/default.json").write_text(json.dumps(suite, ensure_ascii=False))
+    repo.git("commit", "-q", "-am", "a suite no category passes")
+    try:
+        proc = repo.cqia("release", "v0.3", check=False)
+        assert proc.returncode == 1
+        line = last_line(proc.stderr)
+        assert line.startswith("error: release v0.3: a gate failed in `dvc repro`: stage category@")
+        assert "Great Expectations suite 'default' failed on " in line
+        assert "expect_column_value_lengths_to_be_between on column 'output': " in line
+        assert line.endswith("Nothing was pushed, committed or tagged; fix it, commit the fix, and run "
+                             "`cqia release v0.3` again")
+        assert proc.stdout == ""
+        assert "v0.3" not in repo.git("tag", "--list").stdout.split()
+    finally:
+        repo.git("reset", "-q", "--hard", "HEAD~1")
+        repo.dvc("checkout", "-q", "--force")
+    assert repo.dvc("status", "-q", check=False).returncode == 0
+
+
+def test_s3_round_trip_and_an_endpoint_down_during_push(registry):
+    tmp, repo = registry.tmp, registry.repo
+    s3 = S3Server("cqia-registry").start()  # the bucket of the committed remote `s3://cqia-registry/dvc-store`
+    try:
+        s3.create_bucket()
+        producer = Repo(repo.path, {**repo.env, **s3.env(tmp)})
+        assert "s3://cqia-registry/dvc-store" in repo.file(".dvc/config").read_text()
+
+        s3.stop()
+        down = producer.cqia("release", "v0.3", "--remote", "s3", check=False)
+        assert down.returncode == 1
+        line = last_line(down.stderr)
+        assert line.startswith("error: release v0.3: `dvc push -r s3` failed: ")
+        assert f'Could not connect to the endpoint URL: "{s3.endpoint}/cqia-registry' in line
+        assert line.endswith("Nothing was committed or tagged; when the remote is reachable, "
+                             "run `cqia release v0.3 --remote s3` again")
+        assert "v0.3" not in repo.git("tag", "--list").stdout.split()
+
+        s3.start()  # back, on the same port, with what it stored before
+        assert producer.dvc("status", "-c", "-r", "s3", "-q", check=False).returncode == 1  # not there yet
+        registry.release("v0.3", "--remote", "s3", repo=producer)
+        assert producer.dvc("status", "-c", "-r", "s3", "-q", check=False).returncode == 0
+        assert repo.git("status", "--porcelain").stdout == ""
+        registry.publish()
+        config = repo.git("show", "v0.3:.dvc/config").stdout
+        assert "endpoint" not in config and "cqia-test" not in config
+
+        # a consumer with S3 credentials and no access to the producer's directory remote
+        env = {**without_aws(repo.env), **s3.env(tmp), "HOME": str(tmp / "home-consumer")}
+        clone = registry.clone("clone-s3", env)
+        clone.git("checkout", "-q", "v0.3")
+        assert clone.dvc("pull", "-q", check=False).returncode != 0  # the default remote is not reachable here
+        clone.dvc("pull", "-q", "-r", "s3")
+        assert tree_digest(clone.file(RELEASE)) == registry.digest["v0.3"]
+        assert "release v0.3" in clone.cqia("verify").stdout
+        clone.dvc("get", registry.url, RELEASE, "--rev", "v0.3", "--remote", "s3", "-o", str(tmp / "get-s3"))
+        assert tree_digest(tmp / "get-s3") == registry.digest["v0.3"]
+        code = ("import dvc.api, json, sys\n"
+                "print(json.loads(dvc.api.read('data/release/manifest.json', repo=sys.argv[1], rev='v0.3', "
+                "remote='s3'))['version'])\n")
+        assert clone.run(str(BIN / "python"), "-c", code, registry.url, cwd=tmp).stdout == "v0.3\n"
+    finally:
+        s3.stop()

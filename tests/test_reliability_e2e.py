@@ -1,0 +1,78 @@
+"""Faults under the real `dvc repro`: a stage killed mid-write leaves nothing half-written in place."""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from conftest import BIN
+from stages.category import PAUSE_ENV
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
+    """Read the merged output of `proc` until a line contains `text`; return what was read."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen.append(line)
+            if text in line:
+                return "".join(seen)
+    raise AssertionError(f"never saw {text!r}; output so far:\n{''.join(seen)}")
+
+
+def staged(directory):
+    return sorted(p for p in directory.glob(".*.tmp"))
+
+
+def test_sigkill_mid_write_leaves_no_partial_output_and_the_next_repro_recovers(repo):
+    out = repo.file("data/stages/zhihu")
+    env = dict(repo.env, **{PAUSE_ENV: "zhihu:5"})
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=repo.path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for_line(proc, f"{PAUSE_ENV}: paused after 5 records")
+        temporaries = staged(out)
+        # the stage is in the middle of writing: 5 records are in its temporaries ...
+        assert [p.name.split(".")[1] for p in temporaries] == ["accepted", "rejects"]
+        assert sum(len(p.read_bytes().splitlines()) for p in temporaries) == 5
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)          # dvc and the stage, as a power cut or the OOM killer would
+        proc.wait()
+        proc.stdout.close()
+    # ... and none of it is in place: no output of the killed stage, nothing downstream
+    for name in ("accepted.jsonl", "rejects.jsonl", "metrics.json"):
+        assert not (out / name).exists(), name
+    assert not repo.file("data/release").exists()
+    assert staged(out)
+
+    # the next repro sweeps the temporaries and builds everything
+    proc = repo.dvc("repro")
+    assert "Running stage 'category@zhihu'" in proc.stdout
+    assert staged(out) == [] and staged(repo.file("data/stages")) == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    accounting = metrics["gates"]["accounting"]
+    assert accounting["success"] and accounting["raw"] == accounting["accepted"] + accounting["rejected"] == 31
+    assert len((out / "accepted.jsonl").read_bytes().splitlines()) == metrics["accepted"]
+    assert len((out / "rejects.jsonl").read_bytes().splitlines()) == metrics["rejected"]
+    # every raw record is in the release's lineage, released or rejected with a reason
+    lineage = [orjson.loads(line) for line in repo.file("data/release/lineage.jsonl").read_bytes().splitlines()]
+    assert len(lineage) == sum(json.loads(repo.file(f"data/stages/{c}/metrics.json").read_text())["raw"]
+                               for c in ("100poison", "human_value", "zhihu"))
+    assert all(e["status"] == "released" or e["reason"] for e in lineage)
+    # the byte-identical copy in the 100poison sample got its own id, and merge names the kept one
+    released = {e["id"] for e in lineage if e["status"] == "released"}
+    copies = [e for e in lineage if e["category"] == "100poison" and e.get("reason", "").startswith("duplicate_of:")]
+    assert copies and all(e["reason"].split(":", 1)[1] in released for e in copies)
+    assert repo.dvc("status", "-q", check=False).returncode == 0
