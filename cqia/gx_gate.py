@@ -79,32 +79,37 @@ def _build_suite(gx, name: str, expectations: list[dict[str, Any]]):
     return gx.ExpectationSuite(name=name, expectations=built)
 
 
-def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Validate every frame (pandas DataFrames of one batch) against the suite.
+class SuiteRun:
+    """One suite, validated chunk by chunk as a stage produces its batch.
 
-    Returns {"suite", "success", "rows", "expectations": [...]} with, per
-    expectation, the failing count summed over the chunks and a few failing ids.
+    The GX context and suite are built once; `validate(frame)` runs the
+    suite on one chunk (a pandas DataFrame) and adds its failures to the
+    totals, so a stage never holds more than one chunk in memory.
     """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    expectations = list(suite["expectations"]) + list(extra or [])
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    gx_suite = context.suites.add(_build_suite(gx, suite.get("name", "suite"), expectations))
-    batch_definition = (context.data_sources.add_pandas("cqia")
-                        .add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole"))
-    results = [ExpectationResult(e["type"], e.get("kwargs", {}).get("column"), True,
-                                 kwargs={k: v for k, v in e.get("kwargs", {}).items() if k != "column"})
-               for e in expectations]
-    by_id = {exp.id: res for exp, res in zip(gx_suite.expectations, results)}
-    rows = 0
-    for frame in frames:
-        rows += len(frame)
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        validation = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+    def __init__(self, suite: dict[str, Any], extra: list[dict[str, Any]] | None = None):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.name = suite.get("name", "")
+        expectations = list(suite["expectations"]) + list(extra or [])
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self._suite = context.suites.add(_build_suite(gx, suite.get("name", "suite"), expectations))
+        self._batches = (context.data_sources.add_pandas("cqia")
+                         .add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole"))
+        self._results = [ExpectationResult(e["type"], e.get("kwargs", {}).get("column"), True,
+                                           kwargs={k: v for k, v in e.get("kwargs", {}).items() if k != "column"})
+                         for e in expectations]
+        self._by_id = {exp.id: res for exp, res in zip(self._suite.expectations, self._results)}
+        self.rows = 0
+
+    def validate(self, frame) -> None:
+        self.rows += len(frame)
+        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        validation = batch.validate(self._suite, result_format={"result_format": "COMPLETE"})
         for exp_result in validation.results:
-            res = by_id[exp_result.expectation_config.id]
+            res = self._by_id[exp_result.expectation_config.id]
             if exp_result.success:
                 continue
             res.success = False
@@ -121,8 +126,20 @@ def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None 
             if "id" in frame.columns:
                 for i in index[: SAMPLE_IDS - len(res.sample_ids)]:
                     res.sample_ids.append(str(frame["id"].iloc[i] if isinstance(i, int) else i))
-    return {"suite": suite.get("name", ""), "success": all(r.success for r in results), "rows": rows,
-            "expectations": [r.as_dict() for r in results]}
+
+    def result(self) -> dict[str, Any]:
+        """{"suite", "success", "rows", "expectations": [...]}: per expectation, the failing count
+        summed over the chunks and a few failing ids."""
+        return {"suite": self.name, "success": all(r.success for r in self._results), "rows": self.rows,
+                "expectations": [r.as_dict() for r in self._results]}
+
+
+def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Validate every frame (pandas DataFrames of one batch) against the suite; see SuiteRun."""
+    run = SuiteRun(suite, extra)
+    for frame in frames:
+        run.validate(frame)
+    return run.result()
 
 
 def _plain(value: Any) -> Any:

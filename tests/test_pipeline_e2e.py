@@ -90,14 +90,14 @@ def test_a_rule_change_reruns_only_its_category_and_merge(repo):
 
 def test_a_failing_suite_fails_the_stage_and_nothing_downstream_runs(repo):
     suite = json.loads(repo.file("expectations/default.json").read_text())
-    suite["expectations"].append({"type": "expect_column_value_lengths_to_be_between",
-                                  "kwargs": {"column": "output", "max_value": 50}})
+    suite["expectations"].append({"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "output_chars", "max_value": 50}})
     repo.file("expectations/default.json").write_text(json.dumps(suite, ensure_ascii=False))
     proc = repo.dvc("repro", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
     assert "Great Expectations suite 'default' failed" in err
-    assert "expect_column_value_lengths_to_be_between on column 'output':" in err
+    assert "expect_column_values_to_be_between on column 'output_chars':" in err
     assert "e.g. ids 100poison-" in err
     assert not repo.file("data/stages/100poison/accepted.jsonl").exists()
     assert not list(repo.file("data/stages/100poison").glob(".*.tmp"))

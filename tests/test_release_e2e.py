@@ -157,7 +157,7 @@ def test_release_refusals_change_nothing(registry):
     with open(repo.file("data/reviews/zhihu.jsonl"), "ab") as handle:
         handle.write(b"\n")
     repo.file("notes.txt").write_text("scratch\n")
-    repo.file("params.yaml").write_bytes(params.replace(b"chunk_rows: 50000", b"chunk_rows: 40000"))
+    repo.file("params.yaml").write_bytes(params.replace(b"chunk_rows: 200000", b"chunk_rows: 40000"))
     assert refused("v0.3") == ("error: release v0.3: the working tree has uncommitted changes: "
                                "data/reviews/zhihu.jsonl, notes.txt, params.yaml. "
                                "Commit or discard them; a release is built from committed files only")
@@ -249,8 +249,8 @@ def test_get_import_and_the_python_api_from_an_unrelated_directory(registry):
 def test_a_failing_gate_refuses_the_release(registry):
     repo = registry.repo
     suite = json.loads(repo.file("expectations/default.json").read_text())
-    suite["expectations"].append({"type": "expect_column_value_lengths_to_be_between",
-                                  "kwargs": {"column": "output", "max_value": 50}})
+    suite["expectations"].append({"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "output_chars", "max_value": 50}})
     repo.file("expectations/default.json").write_text(json.dumps(suite, ensure_ascii=False))
     repo.git("commit", "-q", "-am", "a suite no category passes")
     try:
@@ -259,7 +259,7 @@ def test_a_failing_gate_refuses_the_release(registry):
         line = last_line(proc.stderr)
         assert line.startswith("error: release v0.3: a gate failed in `dvc repro`: stage category@")
         assert "Great Expectations suite 'default' failed on " in line
-        assert "expect_column_value_lengths_to_be_between on column 'output': " in line
+        assert "expect_column_values_to_be_between on column 'output_chars': " in line
         assert line.endswith("Nothing was pushed, committed or tagged; fix it, commit the fix, and run "
                              "`cqia release v0.3` again")
         assert proc.stdout == ""
