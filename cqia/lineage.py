@@ -12,6 +12,7 @@ releases reads two indexes and touches records only where they differ.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from typing import Any, BinaryIO
 
 from cqia.fileio import dumps_line
@@ -28,17 +29,22 @@ def record_hash(line: bytes) -> bytes:
 
 
 class LineageWriter:
-    """Writes lineage lines and remembers, per id, where things are."""
+    """Writes lineage lines and remembers, per id, where things are.
+
+    Offsets, lengths and hashes go into flat arrays (about 40 bytes a record,
+    not the ~300 of Python tuples), since merge holds them for the whole release.
+    """
 
     def __init__(self, handle: BinaryIO):
         self._out = handle
         self._offset = 0
         self.ids: list[str] = []
         self.categories: list[str] = []
-        self.statuses: list[str] = []
+        self.statuses = bytearray()              # 1 released, 0 rejected
         self.reasons: list[str | None] = []
-        self.spans: list[tuple[int, int]] = []
-        self.records: list[tuple[int, int, bytes] | None] = []
+        self._spans = array("q")                 # lineage offset, length: 2 per record
+        self._records = array("q")               # record offset, length: 2 per record; -1 if not released
+        self._hashes = bytearray()               # 8 bytes per record (zeros if not released)
 
     def write(self, lineage: dict[str, Any], record: tuple[int, bytes] | None = None) -> None:
         """Write one lineage line; `record` is (offset in full.jsonl, record line) for a released record."""
@@ -46,26 +52,44 @@ class LineageWriter:
         self._out.write(line)
         self.ids.append(lineage["id"])
         self.categories.append(lineage["category"])
-        self.statuses.append(lineage["status"])
+        self.statuses.append(lineage["status"] == "released")
         self.reasons.append(lineage.get("reason"))
-        self.spans.append((self._offset, len(line)))
+        self._spans.extend((self._offset, len(line)))
         self._offset += len(line)
-        self.records.append((record[0], len(record[1]), record_hash(record[1])) if record else None)
+        if record:
+            self._records.extend((record[0], len(record[1])))
+            self._hashes += record_hash(record[1])
+        else:
+            self._records.extend((-1, -1))
+            self._hashes += bytes(8)
+
+    def released(self) -> tuple[list[str], list[str]]:
+        """Ids and categories of the released records, in release order (for the release gate)."""
+        keep = [i for i, flag in enumerate(self.statuses) if flag]
+        return [self.ids[i] for i in keep], [self.categories[i] for i in keep]
 
     def index_table(self):
+        import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        recs = self.records
+        spans = np.frombuffer(self._spans, dtype=np.int64).reshape(-1, 2)
+        recs = np.frombuffer(self._records, dtype=np.int64).reshape(-1, 2)
+        released = np.frombuffer(bytes(self.statuses), dtype=np.uint8).astype(bool)
+        missing = ~released
+        mask = pa.array(missing)
+        status = pc.if_else(pa.array(released), "released", "rejected")
+        hashes = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(self.ids), [None, pa.py_buffer(bytes(self._hashes))])
         table = pa.table({
             "id": pa.array(self.ids, pa.string()),
             "category": pa.array(self.categories, pa.string()).dictionary_encode(),
-            "status": pa.array(self.statuses, pa.string()).dictionary_encode(),
+            "status": status.dictionary_encode(),
             "reason": pa.array(self.reasons, pa.string()),
-            "lineage_offset": pa.array([s[0] for s in self.spans], pa.int64()),
-            "lineage_length": pa.array([s[1] for s in self.spans], pa.int32()),
-            "record_offset": pa.array([r[0] if r else None for r in recs], pa.int64()),
-            "record_length": pa.array([r[1] if r else None for r in recs], pa.int32()),
-            "record_hash": pa.array([r[2] if r else None for r in recs], pa.binary(8)),
+            "lineage_offset": pa.array(spans[:, 0], pa.int64()),
+            "lineage_length": pa.array(spans[:, 1].astype(np.int32), pa.int32()),
+            "record_offset": pa.array(recs[:, 0], pa.int64(), mask=missing),
+            "record_length": pa.array(recs[:, 1].astype(np.int32), pa.int32(), mask=missing),
+            "record_hash": pc.if_else(mask, pa.scalar(None, pa.binary(8)), hashes),
         })
         return table.sort_by("id")
 
