@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: repro test test-fast lock clean-venv
+.PHONY: repro test test-fast lock clean-venv bench
 
 repro: $(VENV)/.installed
 	$(BIN)/dvc repro
@@ -18,6 +18,12 @@ test: $(VENV)/.installed
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The benchmark (bench/run.py, BENCHMARKS.md): `make bench` at 10k records takes about a minute;
+# `make bench N=1000000` is the 1M run (about 2 GB raw, 40 GB of scratch in bench/out/).
+N ?= 10000
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run --records $(N)
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 1; }

@@ -1,0 +1,639 @@
+"""The benchmark: the full pipeline against a bare orjson baseline, on synthetic data.
+
+    python -m bench.run --records 10000            # `make bench`: a couple of minutes
+    python -m bench.run --records 1000000          # `make bench N=1000000`: about 2 GB of raw data
+
+In one run, on the same raw bytes (bench/generate.py, 12 source categories):
+
+  baseline     read every raw file with orjson and write it back (one process; median of three)
+  full         `dvc repro` from scratch: every stage with all its gates, exact dedup only
+               (params `neardup.enabled: false`)
+  no-op        `dvc repro` again, nothing to do (three times; the median counts)
+  incremental  one category's raw file gains 1% more records; `dvc repro` reruns that category
+               and what depends on it
+  near-dup     `neardup.enabled: true`; `dvc repro` reruns merge, which now also drops near
+               duplicates; the extra merge time gives near-duplicate throughput
+
+It reports wall time, records/s, the ratio full/baseline, a per-stage breakdown
+(the stage command's own time, and what DVC spends around it: hashing and
+caching its outputs, writing dvc.lock) and peak RSS (the largest single
+process, from wait4(2); the stages run one after another). Results go to
+bench/out/results-<records>.json, DVC's time-stamped output to
+bench/out/log-<records>-<run>.txt, and the table is printed.
+
+The pipeline runs in a throw-away git + DVC repository under bench/out/ that
+holds a copy of the registry's pipeline (dvc.yaml, stages/, cqia/, schemas/,
+expectations/), a params.yaml with the generated categories and empty review
+files. Other scripts reuse the pieces: `build_repo()` makes such a repository
+and `measure()` runs a command and times it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.generate import CategorySpec, append_records, generate, plan  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+BIN = Path(sys.executable).parent
+PIPELINE_FILES = ("dvc.yaml", "schemas", "expectations", "stages", "cqia")
+MB = 1024 * 1024
+
+# Runs a command and writes its rusage (max RSS KB, user s, system s) to a file. The measured
+# command is spawned from this small interpreter, not from the benchmark's own process: a
+# child's ru_maxrss starts from the RSS of the process that forked it.
+LAUNCHER = """import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{ru.ru_maxrss} {ru.ru_utime} {ru.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+# The issue's targets (stated for 1M records).
+TARGET_RATIO = 10.0
+TARGET_RSS_MB = 1024.0
+TARGET_NOOP_S = 2.0
+TARGET_INCREMENTAL_SHARE = 0.2
+
+
+# --- the temporary repository -------------------------------------------------
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    """Environment for dvc/git: no analytics, DVC and git configuration kept inside tmp."""
+    env = dict(os.environ)
+    env.update(
+        DVC_NO_ANALYTICS="1",
+        GX_ANALYTICS_ENABLED="False",
+        DVC_SITE_CACHE_DIR=str(tmp / "dvc-site-cache"),
+        DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
+        DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"),
+        GIT_AUTHOR_NAME="cqia bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
+        GIT_COMMITTER_NAME="cqia bench", GIT_COMMITTER_EMAIL="bench@example.invalid",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+@dataclass
+class BenchRepo:
+    """A throw-away git + DVC repository holding the pipeline and generated raw data."""
+
+    path: Path
+    env: dict[str, str]
+    specs: list[CategorySpec]
+    generate_s: float = 0.0
+
+    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode} in {self.path}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(str(BIN / "dvc"), *args, check=check)
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("git", *args, check=check)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.path / "data" / "raw"
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.specs)
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(sum(s.files.values()) for s in self.specs)
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.allow_unicode = True
+    return yaml
+
+
+def write_params(source: Path, dest: Path, specs: list[CategorySpec], neardup: bool = False) -> None:
+    """The project's params.yaml with its categories replaced by the generated ones.
+
+    Near-duplicate detection (params `neardup`, if the pipeline has it) is
+    switched off unless `neardup`: the issue's full rebuild is the exact-dedup
+    pipeline, and the suite measures near duplicates as a separate step.
+    """
+    yaml = _yaml()
+    params = yaml.load(source.read_text(encoding="utf-8"))
+    params["categories"] = {s.name: s.params_entry() for s in specs}
+    if isinstance(params.get("neardup"), dict):
+        params["neardup"]["enabled"] = neardup
+    with open(dest, "w", encoding="utf-8") as handle:
+        yaml.dump(params, handle)
+
+
+def set_neardup(params_file: Path, enabled: bool) -> bool:
+    """Switch `neardup.enabled` in a bench repo's params; False if the pipeline has no such key."""
+    yaml = _yaml()
+    params = yaml.load(params_file.read_text(encoding="utf-8"))
+    if not isinstance(params.get("neardup"), dict):
+        return False
+    params["neardup"]["enabled"] = enabled
+    with open(params_file, "w", encoding="utf-8") as handle:
+        yaml.dump(params, handle)
+    return True
+
+
+def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, source: Path = ROOT) -> BenchRepo:
+    """Make dest (replacing it) a git + DVC repo with the pipeline of `source` and generated raw data.
+
+    Raw data is git-ignored in the bench repo (committing gigabytes to git
+    would dominate the set-up); `dvc repro` reads it as a stage dependency
+    either way.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    repo_dir = dest / "repo"
+    repo_dir.mkdir(parents=True)
+    for rel in PIPELINE_FILES:
+        src, dst = source / rel, repo_dir / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", ".*.tmp"))
+        else:
+            shutil.copy2(src, dst)
+    start = time.perf_counter()
+    specs = generate(repo_dir / "data" / "raw", records, categories, seed)
+    generate_s = time.perf_counter() - start
+    (repo_dir / "data" / "reviews").mkdir(parents=True)
+    for spec in specs:
+        (repo_dir / "data" / "reviews" / f"{spec.name}.jsonl").touch()
+    write_params(source / "params.yaml", repo_dir / "params.yaml", specs)
+    (repo_dir / ".gitignore").write_text((source / ".gitignore").read_text() + "/data/raw/\n")
+    repo = BenchRepo(repo_dir, isolated_env(dest), specs, generate_s)
+    repo.git("init", "-q", "-b", "main")
+    repo.dvc("init", "-q")
+    repo.dvc("config", "core.analytics", "false")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "bench: pipeline and params")
+    return repo
+
+
+# --- measuring a command --------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """One process seen while a command ran."""
+
+    pid: int
+    cmdline: list[str]
+    first_seen: float                      # time.time() of the first and last poll that saw it
+    last_seen: float
+    peak_rss: int = 0
+
+
+@dataclass
+class Measured:
+    cmd: list[str]
+    returncode: int
+    wall_s: float
+    user_s: float
+    sys_s: float
+    maxrss_mb: float                       # largest single process of the command (wait4 ru_maxrss)
+    tree_rss_mb: float                     # largest sum over the tree at one poll
+    lines: list[tuple[float, str]]          # (seconds since start, output line)
+    procs: list[Proc] = field(default_factory=list)
+    started: float = 0.0
+
+    @property
+    def output(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cmd": " ".join(self.cmd), "returncode": self.returncode, "wall_s": round(self.wall_s, 3),
+                "user_s": round(self.user_s, 3), "sys_s": round(self.sys_s, 3),
+                "peak_rss_mb": round(self.maxrss_mb, 1), "peak_tree_rss_mb": round(self.tree_rss_mb, 1)}
+
+
+def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05) -> Measured:
+    """Run cmd; return wall time, CPU time, peak RSS, its output lines (time-stamped) and its processes.
+
+    Peak RSS of the largest process comes from wait4(2) in a small launcher
+    (the kernel keeps the maximum over the command and every descendant it
+    waited for); a poller (psutil) adds each process's own peak and lifetime,
+    so that stages can be told apart.
+    """
+    import tempfile
+
+    import psutil
+
+    with tempfile.NamedTemporaryFile(prefix="bench-rusage-", suffix=".txt", delete=False) as handle:
+        usage_file = Path(handle.name)
+    started = time.time()
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, str(usage_file), *cmd], cwd=cwd, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    procs: dict[int, Proc] = {}
+    tree_peak = 0
+    done = threading.Event()
+
+    def poller() -> None:
+        nonlocal tree_peak
+        try:
+            root = psutil.Process(child.pid)
+        except psutil.Error:
+            return
+        while not done.is_set():
+            now = time.time()
+            total = 0
+            try:
+                members = root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                break
+            except psutil.Error:
+                members = []
+            for member in members:
+                try:
+                    rss = member.memory_info().rss
+                    seen = procs.get(member.pid)
+                    if seen is None:
+                        seen = procs[member.pid] = Proc(member.pid, member.cmdline(), now, now)
+                    elif stage_of(seen.cmdline) is None:
+                        # first seen between fork and exec, with the parent's command line
+                        seen.cmdline = member.cmdline()
+                    seen.last_seen = now
+                    seen.peak_rss = max(seen.peak_rss, rss)
+                    total += rss
+                except psutil.Error:
+                    continue
+            tree_peak = max(tree_peak, total)
+            done.wait(poll_s)
+
+    thread = threading.Thread(target=poller, daemon=True)
+    thread.start()
+    lines = []
+    assert child.stdout is not None
+    for raw in child.stdout:
+        lines.append((time.perf_counter() - t0, raw.decode("utf-8", "replace").rstrip("\n")))
+    child.wait()
+    wall = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    try:
+        maxrss_kb, user_s, sys_s = (float(x) for x in usage_file.read_text().split())
+    except (OSError, ValueError):
+        maxrss_kb = user_s = sys_s = float("nan")
+    usage_file.unlink(missing_ok=True)
+    return Measured(cmd=list(cmd), returncode=child.returncode, wall_s=wall, user_s=user_s,
+                    sys_s=sys_s, maxrss_mb=maxrss_kb / 1024, tree_rss_mb=tree_peak / MB,
+                    lines=lines, procs=sorted(procs.values(), key=lambda p: p.first_seen), started=started)
+
+
+def ran_stages(m: Measured) -> list[str]:
+    return [line.split("'")[1] for _, line in m.lines if line.startswith("Running stage '")]
+
+
+def stage_of(cmdline: list[str]) -> str | None:
+    """The DVC stage a `python -m stages.<module>` process runs ('category@<name>', 'merge', ...), else None."""
+    if "-m" not in cmdline[:-1]:
+        return None
+    module = cmdline[cmdline.index("-m") + 1]
+    if not module.startswith("stages."):
+        return None
+    if module == "stages.category" and "--category" in cmdline[:-1]:
+        return f"category@{cmdline[cmdline.index('--category') + 1]}"
+    return module.removeprefix("stages.")
+
+
+def breakdown(m: Measured) -> list[dict[str, Any]]:
+    """Per stage: the command's own time and peak RSS, and DVC's time around it.
+
+    A stage's span runs from DVC's "Running stage" line to the next one (or
+    to the end); what the command does not spend of it is DVC's: hashing and
+    caching the outputs, writing dvc.lock, checking the next stage. The time
+    before the first stage is DVC starting and checking what changed.
+    """
+    starts = [(at, line.split("'")[1]) for at, line in m.lines if line.startswith("Running stage '")]
+    spans = {name: (at, starts[i + 1][0] if i + 1 < len(starts) else m.wall_s)
+             for i, (at, name) in enumerate(starts)}
+    rows = []
+    for proc in m.procs:
+        name = stage_of(proc.cmdline)
+        if name is None:
+            continue
+        command_s = max(0.0, proc.last_seen - proc.first_seen)
+        begin, end = spans.get(name, (0.0, command_s))
+        rows.append({"stage": name, "command_s": round(command_s, 2),
+                     "dvc_s": round(max(0.0, end - begin - command_s), 2),
+                     "peak_rss_mb": round(proc.peak_rss / MB, 1)})
+    if starts:
+        rows.insert(0, {"stage": "dvc: start, status", "command_s": 0.0, "dvc_s": round(starts[0][0], 2),
+                        "peak_rss_mb": None})
+    return rows
+
+
+# --- the baseline ---------------------------------------------------------------
+
+
+def baseline(raw_dir: Path, out_dir: Path) -> int:
+    """Read every raw file under raw_dir with orjson and write it back under out_dir; return records."""
+    records = 0
+    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
+        target = out_dir / path.relative_to(raw_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as src, open(target, "wb") as dst:
+            head = src.read(64)
+            src.seek(0)
+            if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+                items = orjson.loads(src.read().removeprefix(b"\xef\xbb\xbf"))
+                records += len(items)
+                dst.write(orjson.dumps(items))
+                continue
+            for line in src:
+                if not line.strip():
+                    continue
+                records += 1
+                try:
+                    dst.write(orjson.dumps(orjson.loads(line), option=orjson.OPT_APPEND_NEWLINE))
+                except orjson.JSONDecodeError:
+                    dst.write(line)
+    return records
+
+
+# --- the suite ------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        mem = ""
+    versions = {}
+    for dist in ("dvc", "great_expectations", "orjson", "pyarrow", "pandas"):
+        try:
+            from importlib.metadata import version
+
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    return {"nproc": os.cpu_count(), "cpu": cpu, "free_h": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "packages": versions}
+
+
+def source_state(source: Path = ROOT) -> dict[str, Any]:
+    """Which code was measured: the commit and the files changed since (others edit in parallel)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True).stdout
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", *PIPELINE_FILES, "params.yaml").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_pipeline_files": changed}
+
+
+def pick_incremental(specs: list[CategorySpec]) -> CategorySpec:
+    """The median-sized JSON Lines category: the one whose raw file the incremental run changes."""
+    jsonl = sorted((s for s in specs if s.format != "coig-human-value"), key=lambda s: s.records)
+    return jsonl[len(jsonl) // 2]
+
+
+def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT, noops: int = 3,
+              baselines: int = 3, keep: bool = False, log=print) -> dict[str, Any]:
+    plan(records, categories, seed)          # a bad size fails here, before anything is written
+    load_before = os.getloadavg()
+    work = out / f"repo-{records}"
+    log(f"generating {records} records in {categories} categories (seed {seed}) under {work} ...")
+    repo = build_repo(work, records, categories, seed)
+    log(f"  {repo.raw_bytes / MB:.1f} MB raw in {repo.generate_s:.1f} s")
+
+    log(f"baseline: orjson read + write of the raw files x{baselines} ...")
+    base_runs = []
+    for _ in range(baselines):
+        os.sync()          # every timed run starts with no writes of an earlier step pending
+        base_runs.append(measure([sys.executable, "-m", "bench.run", "baseline", "--raw-dir", str(repo.raw_dir),
+                                  "--out", str(work / "baseline")], ROOT, repo.env))
+        if base_runs[-1].returncode:
+            raise RuntimeError(f"baseline failed:\n{base_runs[-1].output}")
+        shutil.rmtree(work / "baseline", ignore_errors=True)
+    base = sorted(base_runs, key=lambda m: m.wall_s)[len(base_runs) // 2]
+
+    log("full: dvc repro ...")
+    os.sync()
+    full = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
+    save_log(out / f"log-{records}-full.txt", full)
+    if full.returncode:
+        raise RuntimeError(f"dvc repro failed (exit {full.returncode}):\n{full.output[-4000:]}")
+    manifest = orjson.loads((repo.path / "data" / "release" / "manifest.json").read_bytes())
+
+    log(f"no-op: dvc repro x{noops} ...")
+    os.sync()
+    noop_runs = [measure([str(BIN / "dvc"), "repro"], repo.path, repo.env) for _ in range(noops)]
+    for m in noop_runs:
+        if m.returncode or ran_stages(m):
+            raise RuntimeError(f"the no-op dvc repro ran {ran_stages(m)} (exit {m.returncode}):\n{m.output}")
+
+    changed = pick_incremental(repo.specs)
+    added = max(10, changed.records // 100)
+    log(f"incremental: {added} records appended to {changed.name}, dvc repro ...")
+    append_records(changed, repo.raw_dir / changed.name, added, seed=seed * 1000 + 999)
+    os.sync()
+    inc = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
+    save_log(out / f"log-{records}-incremental.txt", inc)
+    if inc.returncode:
+        raise RuntimeError(f"incremental dvc repro failed:\n{inc.output[-4000:]}")
+
+    # Old versions of data/release in the DVC cache are dropped between runs (untimed): at 1M
+    # records each version is about 9 GB.
+    repo.dvc("gc", "--workspace", "--force", "-q")
+    near = None
+    if set_neardup(repo.path / "params.yaml", True):
+        log("near-dup: neardup.enabled set to true, dvc repro (reruns merge) ...")
+        os.sync()
+        near = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
+        save_log(out / f"log-{records}-neardup.txt", near)
+        if near.returncode or "merge" not in ran_stages(near) or any(s.startswith("category@") for s in ran_stages(near)):
+            raise RuntimeError(f"the near-dup dvc repro ran {ran_stages(near)} (exit {near.returncode}):\n"
+                               f"{near.output[-4000:]}")
+
+    disk = {name: _du(repo.path / rel) for name, rel in
+            (("raw", "data/raw"), ("stages", "data/stages"), ("release", "data/release"), ("dvc_cache", ".dvc/cache"))}
+    noop_s = statistics.median(m.wall_s for m in noop_runs)
+    results = {
+        "records": repo.records,
+        "categories": categories,
+        "seed": seed,
+        "raw_mb": round(repo.raw_bytes / MB, 1),
+        "released": manifest["released"],
+        "generated": [s.summary() for s in repo.specs],
+        "generate_s": round(repo.generate_s, 2),
+        "baseline": {**base.as_dict(), "records_per_s": round(repo.records / base.wall_s),
+                     "runs_s": [round(m.wall_s, 3) for m in base_runs]},
+        "full": {**full.as_dict(), "records_per_s": round(repo.records / full.wall_s),
+                 "ratio_to_baseline": round(full.wall_s / base.wall_s, 2), "ran": ran_stages(full),
+                 "stages": breakdown(full)},
+        "noop": {"runs_s": [round(m.wall_s, 3) for m in noop_runs], "median_s": round(noop_s, 3),
+                 "peak_rss_mb": round(max(m.maxrss_mb for m in noop_runs), 1)},
+        "incremental": {**inc.as_dict(), "changed_category": changed.name, "records_added": added,
+                        "ran": ran_stages(inc), "share_of_full": round(inc.wall_s / full.wall_s, 3),
+                        "stages": breakdown(inc)},
+        "neardup": _neardup_results(near, inc, repo.records + added),
+        "disk_mb": {k: round(v / MB, 1) for k, v in disk.items()},
+        "targets": {
+            "full_over_baseline_at_most_10x": {"value": round(full.wall_s / base.wall_s, 2), "target": TARGET_RATIO,
+                                               "met": full.wall_s / base.wall_s <= TARGET_RATIO},
+            "peak_rss_at_most_1GB": {"value_mb": round(full.maxrss_mb, 1), "target_mb": TARGET_RSS_MB,
+                                     "met": full.maxrss_mb <= TARGET_RSS_MB},
+            "noop_at_most_2s": {"value_s": round(noop_s, 3), "target_s": TARGET_NOOP_S, "met": noop_s <= TARGET_NOOP_S},
+            "incremental_at_most_a_fifth": {"value": round(inc.wall_s / full.wall_s, 3),
+                                            "target": TARGET_INCREMENTAL_SHARE,
+                                            "met": inc.wall_s / full.wall_s <= TARGET_INCREMENTAL_SHARE},
+        },
+        "machine": machine(),
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in os.getloadavg()]},
+        "source": source_state(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"results-{records}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _neardup_results(near: Measured | None, inc: Measured, records: int) -> dict[str, Any] | None:
+    """Merge with near-duplicate detection on against the incremental run's merge (same inputs, off)."""
+    if near is None:
+        return None
+    on = next((r for r in breakdown(near) if r["stage"] == "merge"), None)
+    off = next((r for r in breakdown(inc) if r["stage"] == "merge"), None)
+    if on is None or off is None:
+        return {**near.as_dict(), "error": "the merge process was not seen by the poller"}
+    extra = on["command_s"] - off["command_s"]
+    return {**near.as_dict(), "merge_on_s": on["command_s"], "merge_off_s": off["command_s"],
+            "extra_s": round(extra, 2), "records_per_s": round(records / extra) if extra > 0 else None,
+            "merge_peak_rss_mb": on["peak_rss_mb"]}
+
+
+def save_log(path: Path, m: Measured) -> None:
+    """The command's output with each line's time since start, then the processes it ran."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"$ {' '.join(m.cmd)}   # exit {m.returncode}, {m.wall_s:.2f} s"]
+    lines += [f"{at:9.2f}  {line}" for at, line in m.lines]
+    lines.append("\nprocesses (first seen, last seen: seconds since start; peak RSS MB; command line):")
+    lines += [f"{p.first_seen - m.started:9.2f} {p.last_seen - m.started:9.2f} {p.peak_rss / MB:8.1f}  "
+              f"{' '.join(p.cmdline)[:160]}" for p in m.procs]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a plain-text table (also the rows BENCHMARKS.md shows)."""
+    n = results["records"]
+    base, full, inc, noop = results["baseline"], results["full"], results["incremental"], results["noop"]
+    rows = [
+        (f"baseline: orjson read + write (median of {len(base.get('runs_s', [0]))})", base["wall_s"],
+         base["records_per_s"], base["peak_rss_mb"], ", ".join(str(s) for s in base.get("runs_s", []))),
+        ("full dvc repro (all gates, exact dedup)", full["wall_s"], full["records_per_s"], full["peak_rss_mb"],
+         f"{full['ratio_to_baseline']}x baseline"),
+        (f"no-op dvc repro (median of {len(noop['runs_s'])})", noop["median_s"], None, noop["peak_rss_mb"],
+         ", ".join(f"{s}" for s in noop["runs_s"])),
+        (f"incremental: {inc['records_added']} records added to {inc['changed_category']}", inc["wall_s"], None,
+         inc["peak_rss_mb"], f"{inc['share_of_full']} of full; ran {', '.join(inc['ran'])}"),
+    ]
+    near = results.get("neardup")
+    if near and "error" not in near:
+        rows.append(("near-dup on: dvc repro (reruns merge)", near["wall_s"], near["records_per_s"],
+                     near["peak_rss_mb"], f"merge {near['merge_on_s']} s vs {near['merge_off_s']} s off: "
+                                          f"+{near['extra_s']} s; records/s of the extra time"))
+    head = f"{n} records, {results['categories']} categories, {results['raw_mb']} MB raw, {results['released']} released"
+    lines = [head, "", f"{'run':<52} {'wall s':>8} {'records/s':>10} {'peak RSS MB':>12}  note", "-" * 100]
+    for name, wall, rate, rss, note in rows:
+        lines.append(f"{name:<52} {wall:>8.2f} {rate if rate is not None else '':>10} {rss:>12.1f}  {note}")
+    lines += ["", f"{'stage (full run)':<28} {'records':>8} {'command s':>10} {'dvc s':>7} "
+                  f"{'records/s':>10} {'peak RSS MB':>12}", "-" * 82]
+    sizes = {f"category@{g['name']}": g["records"] for g in results["generated"]}
+    for row in full["stages"]:
+        if row["peak_rss_mb"] is None:
+            lines.append(f"{row['stage']:<28} {'':>8} {'':>10} {row['dvc_s']:>7.2f}")
+            continue
+        count = sizes.get(row["stage"], n)
+        rate = round(count / row["command_s"]) if row["command_s"] else 0
+        lines.append(f"{row['stage']:<28} {count:>8} {row['command_s']:>10.2f} {row['dvc_s']:>7.2f} "
+                     f"{rate:>10} {row['peak_rss_mb']:>12.1f}")
+    lines.append(f"{'sum of stage commands':<28} {'':>8} {sum(r['command_s'] for r in full['stages']):>10.2f} "
+                 f"{sum(r['dvc_s'] for r in full['stages']):>7.2f}")
+    lines += ["", "target (the issue's, stated for 1M records)       value      met"]
+    for name, t in results["targets"].items():
+        value = next(v for k, v in t.items() if k.startswith("value"))
+        lines.append(f"  {name:<46} {value:>8}  {'yes' if t['met'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command")
+    ap.add_argument("--records", type=int, default=10_000, help="raw records in all (default 10000)")
+    ap.add_argument("--categories", type=int, default=12, help="source categories (default 12)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT, help="where the repo and results go (default bench/out)")
+    ap.add_argument("--keep", action="store_true", help="keep the bench repo (bench/out/repo-<records>/repo)")
+    ap.add_argument("--show", type=Path, metavar="RESULTS_JSON", help="print the table of a results file and exit")
+    base = sub.add_parser("baseline", help="the baseline alone: orjson read + write of a raw directory")
+    base.add_argument("--raw-dir", type=Path, required=True)
+    base.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.command == "baseline":
+        print(f"{baseline(args.raw_dir, args.out)} records")
+        return 0
+    if args.show:
+        print(table(orjson.loads(args.show.read_bytes())))
+        return 0
+    try:
+        results = run_suite(args.records, args.categories, args.seed, args.out, keep=args.keep)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(table(results))
+    print(f"\nresults: {args.out / f'results-{args.records}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The benchmark's generator and runner (bench/): determinism, formats, labels, timing arithmetic."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.generate import FORMATS, append_records, generate, plan
+from bench.run import Measured, Proc, baseline, breakdown, pick_incremental, ran_stages, stage_of
+from cqia.formats import FORMAT_NAMES
+from cqia.formats import FORMATS as FORMATS_BY_NAME
+from cqia.params import category_from_params
+from cqia.records import Processor, Source
+from cqia.release import dedup_key
+from cqia.schema import RecordSchema
+from stages.category import read_raw_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_plan_splits_records_over_categories_in_every_format():
+    specs = plan(100_000, 12)
+    assert sum(s.records for s in specs) == 100_000
+    assert Counter(s.format for s in specs) == {"cqia-jsonl": 8, "poison-mpts": 2, "coig-human-value": 2}
+    assert set(FORMATS) == set(FORMAT_NAMES)
+    assert [s.name for s in specs[:4]] == ["cqia_01", "poison_02", "cqia_03", "human_value_04"]
+    assert specs[0].records > 3 * specs[-1].records > 0
+    assert pick_incremental(specs).name == "cqia_06"
+    with pytest.raises(ValueError, match=r"^--records must be at least 10 per category \(120 for 12\)$"):
+        plan(100, 12)
+
+
+def test_generate_is_deterministic_per_seed(tmp_path):
+    a = generate(tmp_path / "a", 240, 4, seed=7)
+    generate(tmp_path / "b", 240, 4, seed=7)
+    generate(tmp_path / "c", 240, 4, seed=8)
+    assert digest_tree(tmp_path / "a") == digest_tree(tmp_path / "b")
+    assert digest_tree(tmp_path / "a") != digest_tree(tmp_path / "c")
+    assert [s.summary() for s in a] == [s.summary() for s in generate(tmp_path / "d", 240, 4, seed=7)]
+    part1 = (tmp_path / "a" / "human_value_04" / "human_value_alignment_instructions_part1.json").read_bytes()
+    assert part1.startswith(b"\xef\xbb\xbf[\n    {\n        \"instruction\": ")
+    part2 = (tmp_path / "a" / "human_value_04" / "human_value_alignment_instructions_part2.json").read_bytes()
+    assert part2.startswith(b'{"textbox_q_instruction": ')
+
+
+def test_generated_records_are_rejected_with_the_reason_they_were_generated_for(tmp_path):
+    """Each bad kind the generator labels ends up as that reason code in the category stage's core."""
+    specs = generate(tmp_path, 2400, 4, seed=3)
+    schema = RecordSchema.from_file(ROOT / "schemas" / "record.schema.json")
+    accepted: list[dict] = []
+    for spec in specs:
+        category = category_from_params(spec.name, spec.params_entry(), FORMAT_NAMES)
+        processor = Processor(category, schema, {})
+        reasons: Counter[str] = Counter()
+        n = 0
+        for name in spec.raw_files:
+            path = tmp_path / spec.name / name
+            items = read_raw_file(path, FORMATS_BY_NAME[spec.format])
+            for outcome in processor.process(Source(path.as_posix(), "-"), items):
+                n += 1
+                if outcome.accepted:
+                    accepted.append(outcome.record)
+                else:
+                    reasons[outcome.reason] += 1
+        assert n == spec.records, spec.name
+        for kind in ("invalid_json", "missing_field", "empty_output"):
+            assert reasons[kind] == spec.kinds.get(kind, 0), (spec.name, kind, reasons)
+        assert reasons["schema_invalid"] <= spec.kinds.get("schema_invalid", 0)
+    # exact, padded and cross-category copies are exact duplicates once normalised; near ones are not
+    copies = sum(s.kinds.get(k, 0) for s in specs for k in ("exact_duplicate", "padded_duplicate", "cross_duplicate"))
+    duplicates = len(accepted) - len({dedup_key(r) for r in accepted})
+    assert 0.9 * copies <= duplicates <= copies
+
+
+def test_baseline_reads_and_writes_every_record(tmp_path):
+    specs = generate(tmp_path / "raw", 240, 4, seed=1)
+    assert baseline(tmp_path / "raw", tmp_path / "out") == 240
+    written = tmp_path / "out" / "poison_02" / "train.jsonl"
+    source = tmp_path / "raw" / "poison_02" / "train.jsonl"
+    assert len(written.read_bytes().splitlines()) == specs[1].records
+    first = orjson.loads(source.read_bytes().split(b"\n", 1)[0])
+    assert orjson.loads(written.read_bytes().split(b"\n", 1)[0]) == first
+
+
+def test_append_records_adds_lines_to_a_json_lines_category(tmp_path):
+    specs = generate(tmp_path, 240, 4, seed=1)
+    path = tmp_path / "cqia_03" / "train.jsonl"
+    before = path.read_bytes().count(b"\n")
+    added = append_records(specs[2], tmp_path / "cqia_03", 25, seed=99)
+    assert path.read_bytes().count(b"\n") == before + 25 and added > 0
+    assert all(isinstance(orjson.loads(l), dict) for l in path.read_bytes().splitlines()[before:])
+    with pytest.raises(ValueError, match="use a JSON Lines category"):
+        append_records(specs[3], tmp_path / "human_value_04", 5, seed=99)
+
+
+def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
+    lines = [(0.5, "Running stage 'category@a':"), (0.5, "> python -m stages.category --category a"),
+             (3.0, ""), (3.25, "Running stage 'merge':"), (5.0, "Use `dvc push` ...")]
+    procs = [Proc(1, ["python", "dvc", "repro"], 100.0, 105.5, 80 * 1024 * 1024),
+             Proc(2, ["python", "-m", "stages.category", "--category", "a"], 100.5, 102.5, 300 * 1024 * 1024),
+             Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024)]
+    m = Measured(["dvc", "repro"], 0, 5.5, 1.0, 0.5, 300.0, 380.0, lines, procs, started=100.0)
+    assert ran_stages(m) == ["category@a", "merge"]
+    assert stage_of(["sh", "-c", "python -m stages.merge"]) is None
+    assert stage_of(["python", "-m", "stages.report", "--params", "p"]) == "report"
+    assert stage_of(["python", "-m", "pytest"]) is None
+    assert breakdown(m) == [
+        {"stage": "dvc: start, status", "command_s": 0.0, "dvc_s": 0.5, "peak_rss_mb": None},
+        {"stage": "category@a", "command_s": 2.0, "dvc_s": 0.75, "peak_rss_mb": 300.0},
+        {"stage": "merge", "command_s": 1.75, "dvc_s": 0.5, "peak_rss_mb": 200.0},
+    ]
+
+
+@pytest.mark.e2e
+def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
+    from bench.run import run_suite, table
+
+    results = run_suite(240, 2, seed=0, out=tmp_path, noops=1, log=lambda *_: None)
+    assert results["records"] == 240 and results["released"] > 200
+    ran = results["incremental"]["ran"]
+    assert [s for s in ran if s.startswith("category@")] == [f"category@{results['incremental']['changed_category']}"]
+    assert "merge" in ran
+    assert [r["stage"] for r in results["full"]["stages"]][:4] == \
+        ["dvc: start, status", "category@cqia_01", "category@poison_02", "merge"]
+    assert results["full"]["peak_rss_mb"] > results["baseline"]["peak_rss_mb"] > 0
+    assert (tmp_path / "results-240.json").is_file() and not (tmp_path / "repo-240").exists()
+    assert "full dvc repro (all gates, exact dedup)" in table(results)
