@@ -40,6 +40,7 @@ class LineageWriter:
         self._offset = 0
         self.ids: list[str] = []
         self.categories: list[str] = []
+        self._names: dict[str, str] = {}
         self.statuses = bytearray()              # 1 released, 0 rejected
         self.reasons: list[str | None] = []
         self._spans = array("q")                 # lineage offset, length: 2 per record
@@ -51,7 +52,8 @@ class LineageWriter:
         line = dumps_line(lineage)
         self._out.write(line)
         self.ids.append(lineage["id"])
-        self.categories.append(lineage["category"])
+        category = lineage["category"]
+        self.categories.append(self._names.setdefault(category, category))  # one string per category
         self.statuses.append(lineage["status"] == "released")
         self.reasons.append(lineage.get("reason"))
         self._spans.extend((self._offset, len(line)))

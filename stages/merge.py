@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         if not schema.is_valid(record):
                             raise GateFailed(f"record {record['id']} fails the schema at the release gate "
                                              f"({schema.explain(record)})", where=f"category {cat.name}")
-                        seen[key] = record["id"]
+                        seen[key] = lineage["id"]  # the same string object the lineage index keeps
                         released += 1
                         example = example or record
                         line = dumps_line(record)
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "rejected_by_reason": dict(sorted(rejected.items())),
                                 "source": cat.source, "construction": cat.construction})
 
+        del seen  # the exact-duplicate map is done with; free it before the release gate's frame
         import pandas as pd
 
         expected = [c.name for c in categories]
