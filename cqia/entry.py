@@ -22,6 +22,17 @@ def run(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+def arguments(module: str, doc: str | None, flags: tuple[str, ...], argv: list[str] | None):
+    """Parse a stage's arguments: every path comes from dvc.yaml as a required flag."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in flags:
+        parser.add_argument(flag, required=True)
+    return parser.parse_args(argv)
+
+
 def sweep(*targets: str | Path) -> None:
     """Remove temporaries a killed run left next to these outputs."""
     import shutil

@@ -14,7 +14,6 @@ three appear together, and only if every gate passed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from cqia.entry import run, sweep
+from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, file_digest
 from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, FileProblem, Format, RawItem, check_encoding,
@@ -124,12 +123,8 @@ def _pause(n: int, *handles) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stages.category", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("--category", "--params", "--raw-dir", "--reviews", "--schema", "--suite",
-                 "--accepted", "--rejects", "--metrics"):
-        ap.add_argument(flag, required=True)
-    args = ap.parse_args(argv)
+    args = arguments("stages.category", __doc__, ("--category", "--params", "--raw-dir", "--reviews", "--schema",
+                                                  "--suite", "--accepted", "--rejects", "--metrics"), argv)
     sweep(args.accepted, args.rejects, args.metrics)
 
     params = load_yaml(args.params)

@@ -15,7 +15,6 @@ dataset card, runs the release gate, then puts the directory in place whole.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections import Counter
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from cqia.entry import run, sweep
+from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
 from cqia.formats import FORMAT_NAMES
@@ -39,11 +38,7 @@ BATCH = 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stages.merge", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("--params", "--stages-dir", "--schema", "--suite", "--out", "--metrics"):
-        ap.add_argument(flag, required=True)
-    args = ap.parse_args(argv)
+    args = arguments("stages.merge", __doc__, ("--params", "--stages-dir", "--schema", "--suite", "--out", "--metrics"), argv)
     out_dir, stages_dir = Path(args.out), Path(args.stages_dir)
     sweep(out_dir, args.metrics)
 

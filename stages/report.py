@@ -15,7 +15,6 @@ consumers of a release do not download the report.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from cqia.entry import run, sweep
+from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError
 from cqia.fileio import Staging, dumps_pretty, read_jsonl
 from cqia.formats import FORMAT_NAMES
@@ -56,12 +55,8 @@ def suite_notes(suites: Path, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stages.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("--params", "--stages-dir", "--release", "--release-metrics", "--schema", "--suites",
-                 "--metrics", "--plots", "--datadocs"):
-        ap.add_argument(flag, required=True)
-    args = ap.parse_args(argv)
+    args = arguments("stages.report", __doc__, ("--params", "--stages-dir", "--release", "--release-metrics",
+                                                "--schema", "--suites", "--metrics", "--plots", "--datadocs"), argv)
     sweep(args.metrics, args.plots, args.datadocs)
 
     params = load_yaml(args.params)
