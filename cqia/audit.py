@@ -29,7 +29,7 @@ class Release(api.Release):
 
     def __init__(self, repo: str | Path = ".", rev: str | None = None):
         rev = None if rev in (None, WORKSPACE) else rev
-        super().__init__(rev=rev, repo=str(repo))
+        super().__init__(rev=rev, repo=None if str(repo) == "." else str(repo))
         self.label = rev or WORKSPACE
 
     def open(self, name: str) -> BinaryIO:  # type: ignore[override]

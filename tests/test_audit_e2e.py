@@ -148,6 +148,10 @@ def test_lineage_text_and_unknown_id(tagged):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("error: no record with id 'law-0000000000000000' in the release at workspace. "
                                    "Check the id (ids look like '100poison-0123456789abcdef'); rejected records are included too")
+    proc = tagged.cqia("diff", "v9", "v0.1", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: v9:data/release/manifest.json: unknown revision 'v9'. "
+                                   "Pass a tag, branch or commit of the registry (`git tag` lists the releases)")
 
 
 def test_history_added_changed_removed(tagged):
