@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cqia import sandbox  # noqa: E402
 from bench.generate import CategorySpec, append_records, generate, plan  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -79,20 +80,7 @@ TARGET_INCREMENTAL_SHARE = 0.2
 
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for dvc/git: no analytics, DVC and git configuration kept inside tmp."""
-    env = dict(os.environ)
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        GX_ANALYTICS_ENABLED="False",
-        DVC_SITE_CACHE_DIR=str(tmp / "dvc-site-cache"),
-        DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"),
-        GIT_AUTHOR_NAME="cqia bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
-        GIT_COMMITTER_NAME="cqia bench", GIT_COMMITTER_EMAIL="bench@example.invalid",
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-    )
+    env = sandbox.isolated_env(tmp, "bench", PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)
     return env
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cqia import sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -19,22 +21,8 @@ REPO_FILES = ("dvc.yaml", "params.yaml", "schemas", "expectations", "stages", "c
 
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for dvc/git subprocesses: no analytics, caches and configs inside tmp."""
-    env = dict(os.environ)
-    env.update(
-        DVC_NO_ANALYTICS="1",
-        GX_ANALYTICS_ENABLED="False",
-        DVC_SITE_CACHE_DIR=str(tmp / "dvc-site-cache"),
-        DVC_GLOBAL_CONFIG_DIR=str(tmp / "dvc-global"),
-        DVC_SYSTEM_CONFIG_DIR=str(tmp / "dvc-system"),
-        GIT_CONFIG_NOSYSTEM="1",
-        HOME=str(tmp / "home"),  # the committed default remote lives under ~: keep it inside the test
-        GIT_CONFIG_GLOBAL=str(tmp / "gitconfig"),
-        GIT_AUTHOR_NAME="cqia test", GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="cqia test", GIT_COMMITTER_EMAIL="test@example.invalid",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
+    # HOME too: the committed default remote lives under ~, keep it inside the test.
+    return sandbox.isolated_env(tmp, "test", HOME=str(tmp / "home"), PYTHONPATH=str(ROOT))
 
 
 class Repo:
