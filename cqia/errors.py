@@ -18,6 +18,13 @@ class CqiaError(Exception):
             text = f"{text}. {fix}"
         super().__init__(text)
 
+    def __reduce__(self):  # pickles whole (the gate's helper process sends its errors to the stage)
+        return _rebuild, (type(self), self.bare, self.where, self.fix)
+
+
+def _rebuild(cls: type, message: str, where: str | None, fix: str | None) -> "CqiaError":
+    return cls(message, where=where, fix=fix)
+
 
 class GateFailed(CqiaError):
     """A gate (schema, Great Expectations suite, accounting) did not pass."""

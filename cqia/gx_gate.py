@@ -8,8 +8,11 @@ clean):
 
 They run in an ephemeral GX Core 1.x context on a pandas frame of the batch,
 chunk by chunk (`gates.chunk_rows` in params.yaml) so memory stays bounded.
-Importing great_expectations costs seconds, so this module is imported only
-where a gate runs.
+Importing great_expectations costs seconds (about 2.5 s here, measured in
+bench/BENCHMARKS.md), so the stages run the suite in a helper process
+(`GateProcess`): it imports GX and builds the context on the second core while
+the stage reads and checks its records, then validates each chunk as the stage
+sends it. The stage waits only for the last chunk.
 """
 
 from __future__ import annotations
@@ -140,6 +143,105 @@ def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None 
     for frame in frames:
         run.validate(frame)
     return run.result()
+
+
+class GateProcess:
+    """A `SuiteRun` in a helper process: same calls, but GX's import overlaps the stage's work.
+
+    `validate(frame)` sends the chunk and returns at once; `result()` waits for
+    the helper and returns what `SuiteRun.result()` would. An error in the
+    helper (a suite GX cannot build) is raised in the stage, as the error it
+    was. The helper exits when the stage does, also when the stage is killed
+    (its end of the pipe closes).
+    """
+
+    def __init__(self, suite: dict[str, Any], extra: list[dict[str, Any]] | None = None):
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        # A plain interpreter that imports only this module (multiprocessing's spawn would import the
+        # stage's own module again); the two ends of a socket pair carry pickled messages.
+        mine, theirs = socket.socketpair()
+        self._conn = Connection(mine.detach())
+        fd = theirs.fileno()
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from cqia.gx_gate import _serve_fd; _serve_fd({fd})"], pass_fds=(fd,))
+        theirs.close()
+        self._conn.send((suite, extra))
+        self.rows = 0
+
+    def validate(self, frame) -> None:
+        self.rows += len(frame)
+        self._send(("validate", frame))
+
+    def validate_rows(self, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Validate a chunk given as rows; the helper builds the frame (the stage need not import pandas)."""
+        self.rows += len(rows)
+        self._send(("rows", (columns, rows)))
+
+    def result(self) -> dict[str, Any]:
+        self._send(("result", None))
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise CqiaError("the Great Expectations gate process ended without a result",
+                            fix="Run the stage again; if it repeats, run it with the suite in one process "
+                                "to see GX's error") from None
+        finally:
+            self._conn.close()
+            self._process.wait(timeout=30)
+        if kind == "error":
+            raise value
+        return value
+
+    def _send(self, message) -> None:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            # The helper stopped early: it left its error in the pipe, or died (then result() says so).
+            try:
+                kind, value = self._conn.recv() if self._conn.poll() else (None, None)
+            except (EOFError, OSError):
+                kind = None
+            if kind == "error":
+                raise value from None
+            raise CqiaError("the Great Expectations gate process died",
+                            fix="Run the stage again; if it repeats, check memory (`dmesg`)") from None
+
+
+def _serve_fd(fd: int) -> None:
+    """The helper process of GateProcess: validate the chunks it receives, send back the result."""
+    from multiprocessing.connection import Connection
+
+    conn = Connection(fd)
+    try:
+        suite, extra = conn.recv()
+        run = SuiteRun(suite, extra)
+        while True:
+            try:
+                kind, frame = conn.recv()
+            except EOFError:
+                return  # the stage is gone
+            if kind == "result":
+                conn.send(("result", run.result()))
+                return
+            if kind == "rows":
+                import pandas as pd
+
+                columns, rows = frame
+                frame = pd.DataFrame.from_records(rows, columns=list(columns))
+            run.validate(frame)
+    except Exception as exc:  # noqa: BLE001 - anything GX raises is reported in the stage, one line
+        if not isinstance(exc, CqiaError):
+            exc = CqiaError(f"the Great Expectations gate failed to run ({type(exc).__name__}: {exc})")
+        try:
+            conn.send(("error", exc))
+        except OSError:
+            pass  # the stage is gone
+    finally:
+        conn.close()
 
 
 def _plain(value: Any) -> Any:

@@ -126,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.category", __doc__, ("--category", "--params", "--raw-dir", "--reviews", "--schema",
                                                   "--suite", "--accepted", "--rejects", "--metrics"), argv)
     sweep(args.accepted, args.rejects, args.metrics)
+    from cqia.gx_gate import GateProcess, failure_report, load_suite
+
+    suite = load_suite(args.suite)
+    gate = GateProcess(suite)  # first: GX's import overlaps everything below
 
     params = load_yaml(args.params)
     category = load_category(params, args.category, FORMAT_NAMES, args.params)
     chunk_rows = int((params.get("gates") or {}).get("chunk_rows", 200_000))
     schema = RecordSchema.from_file(args.schema)
-    from cqia.gx_gate import SuiteRun, failure_report, load_suite
-
-    suite = load_suite(args.suite)
-    gate = SuiteRun(suite)
     reviews = Path(args.reviews)
     if not reviews.is_file():
         raise CqiaError("review file not found", where=str(reviews),
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     acc_out.write(dumps_line({"record": outcome.record, "lineage": outcome.lineage}))
                     rows.append(gx_row(outcome.record))
                     if len(rows) >= chunk_rows:
-                        gate.validate(_frame(rows))
+                        gate.validate_rows(GX_COLUMNS, rows)
                         rows = []
                 else:
                     rejected += 1
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             raise GateFailed(f"accounting gate failed: {raw_total} raw records but {accepted} accepted + "
                              f"{rejected} rejected", where=f"category {category.name}")
         if rows or not gate.rows:
-            gate.validate(_frame(rows))
+            gate.validate_rows(GX_COLUMNS, rows)
         gx_result = gate.result()
         if not gx_result["success"]:
             raise GateFailed(failure_report(gx_result, f"category {category.name} ({args.suite})"))
@@ -215,12 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0
-
-
-def _frame(rows: list[tuple]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(rows, columns=list(GX_COLUMNS))
 
 
 if __name__ == "__main__":
