@@ -21,9 +21,9 @@ from typing import Any, Iterator
 import orjson
 
 from cqia.errors import CqiaError
-from cqia.lineage import FULL_FILE
+from cqia.lineage import records_path
 
-RELEASE_PATH = "data/release"  # merge's `--out` in dvc.yaml
+RELEASE_PATH = "data/release"  # where dvc.yaml's publish and merge stages write the release
 MANIFEST = "manifest.json"
 
 
@@ -93,8 +93,8 @@ class Release:
         return manifest
 
     def _missing(self, where: str) -> CqiaError:
-        try:  # dvc.lock at this revision has a hash for the release: it was built, its files are not stored
-            built = bool(self._fs.info(RELEASE_PATH).get("md5"))
+        try:  # dvc.lock at this revision has a hash for the manifest: it was built, its files are not stored
+            built = bool((self._fs.info(f"{RELEASE_PATH}/{MANIFEST}").get("dvc_info") or {}).get("md5"))
         except Exception:
             built = False
         if built:
@@ -118,15 +118,13 @@ class Release:
             return self._missing(where)
         return CqiaError(f"cannot read the release ({type(exc).__name__}: {exc})", where=where)
 
-    def path(self, category: str | None = None) -> str:
-        """The release file holding `category`'s records (all records when None)."""
-        if category is None:
-            return f"{RELEASE_PATH}/{FULL_FILE}"
+    def path(self, category: str) -> str:
+        """The release file holding `category`'s records."""
         if category not in self.categories:
             raise CqiaError(f"release {self.version} has no category {category!r}",
                             where=_where(self.rev, self.repo),
                             fix=f"Available categories: {list(self.categories)}")
-        return f"{RELEASE_PATH}/{category}/train.jsonl"
+        return f"{RELEASE_PATH}/{records_path(category)}"
 
     def count(self, category: str | None = None) -> int:
         if category is None:
@@ -145,8 +143,10 @@ class Release:
 
     def records(self, category: str | None = None) -> Iterator[dict[str, Any]]:
         """Yield the records of `category` (all when None), in release order."""
-        path = self.path(category)
-        return _read_lines(self.open(path), _where(self.rev, self.repo, path))
+        paths = [self.path(category)] if category is not None else [self.path(c) for c in self.categories
+                                                                    if self.categories[c]["released"]]
+        # The revision and category are checked here, at the call; the files are opened as they are read.
+        return (record for path in paths for record in _read_lines(self.open(path), _where(self.rev, self.repo, path)))
 
 
 def _read_lines(handle, where: str) -> Iterator[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Record-level audit of releases: lineage, history and diff.
 
-Reads a release's `index.parquet`, `lineage.jsonl` and `full.jsonl` either
-from the workspace (`data/release/`) or at a git revision through DVC's file
-system (no checkout; the bytes come from the DVC cache or the remote).
+Reads a release's per-category lineage (`lineage/<category>/index.parquet`
+and `lineage.jsonl`) and records (`<category>/train.jsonl`) either from the
+workspace (`data/release/`) or at a git revision through DVC's file system
+(no checkout; the bytes come from the DVC cache or the remote).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import orjson
 
 from cqia import api
 from cqia.errors import CqiaError
-from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE
+from cqia.lineage import INDEX_FILE, category_of, lineage_path, records_path
 
 RELEASE_DIR = api.RELEASE_PATH
 WORKSPACE = "workspace"
@@ -35,11 +36,16 @@ class Release(api.Release):
     def open(self, name: str) -> BinaryIO:  # type: ignore[override]
         return super().open(f"{RELEASE_DIR}/{name}")
 
-    def index(self, columns: list[str] | None = None, filters=None):
+    def index(self, columns: list[str] | None = None, filters=None, category: str | None = None):
+        """The lineage index of one category, or of every category in release order (one table)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with self.open(INDEX_FILE) as handle:
-            return pq.read_table(handle, columns=columns, filters=filters)
+        tables = []
+        for name in [category] if category else list(self.categories):
+            with self.open(lineage_path(name, INDEX_FILE)) as handle:
+                tables.append(pq.read_table(handle, columns=columns, filters=filters))
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) != 1 else tables[0]
 
     def entry(self, record_id: str) -> dict[str, Any] | None:
         """The index row of one id, reading only the row group that can hold it.
@@ -50,7 +56,10 @@ class Release(api.Release):
         """
         import pyarrow.parquet as pq
 
-        with self.open(INDEX_FILE) as handle:
+        category = category_of(record_id)
+        if category not in self.categories:
+            return None
+        with self.open(lineage_path(category, INDEX_FILE)) as handle:
             pf = pq.ParquetFile(handle)
             meta = pf.metadata
             column = meta.schema.names.index("id")
@@ -76,11 +85,11 @@ class Release(api.Release):
         row = self.entry(record_id)
         if row is None:
             return None
-        return orjson.loads(self.read_span(LINEAGE_FILE, row["lineage_offset"], row["lineage_length"]))
+        return orjson.loads(self.read_span(lineage_path(row["category"]), row["lineage_offset"], row["lineage_length"]))
 
-    def records_at(self, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
-        """Released records at the given (offset, length) spans of full.jsonl, in the order given."""
-        with self.open(FULL_FILE) as handle:
+    def records_at(self, category: str, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
+        """Released records of `category` at the given (offset, length) spans of its train.jsonl, in that order."""
+        with self.open(records_path(category)) as handle:
             for offset, length in spans:
                 handle.seek(offset)
                 yield orjson.loads(handle.read(length))
@@ -110,7 +119,7 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         "source": found["source"],
         "raw": found["raw"],
         "steps": found["steps"],
-        "release": found.get("release"),
+        "release": release.version,
     }
     if result["status"] == "rejected":
         result["reason"] = found.get("reason")
@@ -169,7 +178,7 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
 
 
 def _record_at(release: Release, entry: dict[str, Any]) -> dict[str, Any]:
-    return next(release.records_at([(entry["record_offset"], entry["record_length"])]))
+    return next(release.records_at(entry["category"], [(entry["record_offset"], entry["record_length"])]))
 
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -194,10 +203,10 @@ def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = 
     sides = []
     for rev in (rev_a, rev_b):
         release = Release(repo, rev)
-        flt = [("status", "=", "released")]
-        if category:
-            flt.append(("category", "=", category))
-        table = release.index(cols, filters=flt)
+        if category and category not in release.categories:
+            table = release.index(cols, filters=[("status", "=", "released")]).slice(0, 0)
+        else:
+            table = release.index(cols, filters=[("status", "=", "released")], category=category)
         table = table.set_column(1, "category", pc.cast(table["category"], pa.string()))
         sides.append(_Side(release, table))
     a, b = sides
@@ -219,18 +228,13 @@ def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = 
         bucket(cat)["added"].append(rid)
     for rid, cat in zip(removed["id"].to_pylist(), removed["category_a"].to_pylist()):
         bucket(cat)["removed"].append(rid)
-    if modified.num_rows:
-        modified = modified.sort_by("record_offset_a")
-        ids = modified["id"].to_pylist()
-        olds = a.release.records_at(list(zip(modified["record_offset_a"].to_pylist(), modified["record_length_a"].to_pylist())))
-        old_by_id = {rid: rec for rid, rec in zip(ids, olds)}
-        order = pc.sort_indices(modified["record_offset_b"])
-        modified_b = modified.take(order)
-        ids_b = modified_b["id"].to_pylist()
-        cats_b = modified_b["category_b"].to_pylist()
-        news = b.release.records_at(list(zip(modified_b["record_offset_b"].to_pylist(), modified_b["record_length_b"].to_pylist())))
-        for rid, cat, new in zip(ids_b, cats_b, news):
-            bucket(cat)["modified"].append({"id": rid, "fields": changed_fields(old_by_id[rid], new)})
+    # An id names its category, so a modified record is in the same category's file on both sides.
+    for cat in sorted(set(modified["category_b"].to_pylist())):
+        part = modified.filter(pc.equal(modified["category_b"], cat))
+        olds = _records_by_id(a.release, cat, part, "a")
+        news = _records_by_id(b.release, cat, part, "b")
+        for rid in part["id"].to_pylist():
+            bucket(cat)["modified"].append({"id": rid, "fields": changed_fields(olds[rid], news[rid])})
     for entry in cats.values():
         entry["added"].sort()
         entry["removed"].sort()
@@ -238,3 +242,10 @@ def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = 
     totals = {k: sum(len(c[k]) for c in cats.values()) for k in ("added", "removed", "modified")}
     return {"a": a.release.label, "b": b.release.label, "category": category, "totals": totals,
             "categories": dict(sorted(cats.items()))}
+
+
+def _records_by_id(release: Release, category: str, rows, side: str) -> dict[str, dict[str, Any]]:
+    """The records of `rows` (joined index rows of one category) on one side, read in file order."""
+    rows = rows.sort_by(f"record_offset_{side}")
+    spans = zip(rows[f"record_offset_{side}"].to_pylist(), rows[f"record_length_{side}"].to_pylist())
+    return dict(zip(rows["id"].to_pylist(), release.records_at(category, list(spans))))

@@ -55,7 +55,7 @@ def render_summary(metrics: dict, release_dir: str) -> str:
         lines.append("  ".join(cells + [row[4]]).rstrip())
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 18)
-    lines += ["", f"Manifest: {release_dir}/manifest.json   Lineage: {release_dir}/lineage.jsonl",
+    lines += ["", f"Manifest: {release_dir}/manifest.json   Lineage: {release_dir}/lineage/<category>/",
               f"Dataset card: {release_dir}/README.md"]
     return "\n".join(lines)
 

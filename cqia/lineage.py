@@ -1,12 +1,15 @@
-"""Lineage as a lookup: the release's lineage.jsonl plus a sorted index.
+"""Lineage as a lookup: per source category, a lineage file plus a sorted index.
 
-merge writes `lineage.jsonl` (one line per raw record, released or rejected)
+The `publish@<category>` stage writes `lineage/<category>/lineage.jsonl` in
+the release (one line per raw record of the category, released or rejected)
 through `LineageWriter`, which also records where each line and each released
-record sits. At the end it writes `index.parquet`, sorted by id, with per id:
-category, status, reason, the byte span of its lineage line, the byte span of
-its record in full.jsonl and a hash of that record. Parquet's row-group
-statistics let a reader fetch one id by reading one row group; a diff of two
-releases reads two indexes and touches records only where they differ.
+record sits. At the end it writes `lineage/<category>/index.parquet`, sorted
+by id, with per id: category, status, reason, the byte span of its lineage
+line, the byte span of its record in `<category>/train.jsonl` and a hash of
+that record. An id names its category (`<category>-<16 hex>`), so a lookup
+opens one index, reads the row group that can hold the id (Parquet's row-group
+statistics) and one line; a diff of two releases reads the indexes and
+touches records only where they differ.
 """
 
 from __future__ import annotations
@@ -19,8 +22,25 @@ from cqia.fileio import dumps_line
 
 INDEX_FILE = "index.parquet"
 LINEAGE_FILE = "lineage.jsonl"
-FULL_FILE = "full.jsonl"
+LINEAGE_DIR = "lineage"
+RECORDS_FILE = "train.jsonl"
+PARQUET_FILE = "train.parquet"
 ROW_GROUP = 65_536
+
+
+def records_path(category: str) -> str:
+    """A category's released records, relative to the release directory (the Hugging Face layout)."""
+    return f"{category}/{RECORDS_FILE}"
+
+
+def lineage_path(category: str, name: str = LINEAGE_FILE) -> str:
+    """A category's lineage file (or its index, `name=INDEX_FILE`), relative to the release directory."""
+    return f"{LINEAGE_DIR}/{category}/{name}"
+
+
+def category_of(record_id: str) -> str:
+    """The source category an id names (`zhihu-0123456789abcdef` -> `zhihu`)."""
+    return record_id.rpartition("-")[0]
 
 
 def record_hash(line: bytes) -> bytes:
@@ -48,7 +68,7 @@ class LineageWriter:
         self._hashes = bytearray()               # 8 bytes per record (zeros if not released)
 
     def write(self, lineage: dict[str, Any], record: tuple[int, bytes] | None = None) -> None:
-        """Write one lineage line; `record` is (offset in full.jsonl, record line) for a released record."""
+        """Write one lineage line; `record` is (offset in train.jsonl, record line) for a released record."""
         line = dumps_line(lineage)
         self._out.write(line)
         self.ids.append(lineage["id"])
@@ -64,11 +84,6 @@ class LineageWriter:
         else:
             self._records.extend((-1, -1))
             self._hashes += bytes(8)
-
-    def released(self) -> tuple[list[str], list[str]]:
-        """Ids and categories of the released records, in release order (for the release gate)."""
-        keep = [i for i, flag in enumerate(self.statuses) if flag]
-        return [self.ids[i] for i in keep], [self.categories[i] for i in keep]
 
     def index_table(self):
         import numpy as np
@@ -95,8 +110,8 @@ class LineageWriter:
         })
         return table.sort_by("id")
 
-    def write_index(self, path) -> None:
+    def write_index(self, path, table=None) -> None:
         import pyarrow.parquet as pq
 
-        pq.write_table(self.index_table(), path, row_group_size=ROW_GROUP, compression="zstd",
+        pq.write_table(self.index_table() if table is None else table, path, row_group_size=ROW_GROUP, compression="zstd",
                        write_statistics=True)

@@ -6,7 +6,6 @@ schema, the manifest and the dataset card. None of them sees a path.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from cqia.errors import CqiaError
@@ -24,12 +23,6 @@ FIELDS_DOC = (
     ("copyright", "string", "Copyright and licence note for the record."),
     ("id", "string", "Stable registry id: `<category>-<16 hex digits>` derived from the raw record."),
 )
-
-
-def dedup_key(record: dict[str, Any]) -> bytes:
-    """Exact duplicate key over the normalised (instruction, input, output)."""
-    body = "\x00".join((record["instruction"], record["input"], record["output"])).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 def parquet_schema():
@@ -56,13 +49,12 @@ def _yaml_str(value: str) -> str:
     return dumps_canonical(value).decode()  # a JSON string is a valid YAML scalar
 
 
-def dataset_card(release: dict[str, Any], categories: list[dict[str, Any]], example: dict[str, Any] | None,
-                 full_file: str) -> str:
+def dataset_card(release: dict[str, Any], categories: list[dict[str, Any]], example: dict[str, Any] | None) -> str:
     """The Hugging Face dataset card (README.md) with one config per category plus `all`.
 
     The configs read the Parquet files, whose column types are the registry's (JSON would be
     type-inferred: a column of empty lists would load as `null`); `all` lists every category's
-    file in release order, so it yields the records of `full_file` in the same order. A category
+    file in release order, so it yields every record in release order. A category
     with no released record gets no config: `datasets` cannot load an empty data file.
     """
     total = sum(c["released"] for c in categories)
@@ -82,12 +74,13 @@ def dataset_card(release: dict[str, Any], categories: list[dict[str, Any]], exam
     lines += ["---", "", f"# {release.get('name', 'COIG-CQIA')} {release['version']}", "",
               release.get("description", "").strip(), "",
               "Built by cqia-registry from raw upstream files; every record carries a stable `id`, "
-              "and `lineage.jsonl` traces it back to its raw file and line. `manifest.json` holds the "
-              "sha256 of every file.", "", "## Data Format", "",
+              "and `lineage/<category>/lineage.jsonl` traces it back to its raw file and line "
+              "(`cqia lineage ID` looks it up). `manifest.json` holds the sha256 of every file.", "",
+              "## Data Format", "",
               "JSON Lines, one record per line, UTF-8, in the Hugging Face layout "
-              "(`<category>/train.jsonl`, also as `<category>/train.parquet`), plus the full set in "
-              f"`{full_file}`. `datasets.load_dataset(<this directory>, <config>)` reads the Parquet files; "
-              "the configs are `all` (the default: every record) and one per category.", ""]
+              "(`<category>/train.jsonl`, also as `<category>/train.parquet`). "
+              "`datasets.load_dataset(<this directory>, <config>)` reads the Parquet files; "
+              "the configs are `all` (the default: every record, in release order) and one per category.", ""]
     if example is not None:
         lines += ["```json", dumps_canonical(example).decode(), "```", ""]
     lines += ["## Data Fields", "", "| field | type | description |", "|---|---|---|"]

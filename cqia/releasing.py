@@ -15,7 +15,7 @@ import posixpath
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -190,17 +190,37 @@ def name_some(paths: list[str], limit: int = 3) -> str:
 # --------------------------------------------------------------------------- dvc.lock
 
 
-def lock_out(lock: Any, out: str, where: str = LOCK_FILE) -> dict[str, Any]:
-    """The dvc.lock entry {md5, nfiles, size, stage} of output `out`."""
+@dataclass(frozen=True)
+class LockOut:
+    """One output of dvc.lock inside the release directory."""
+
+    path: str                               # relative to the release directory ("" for the directory itself)
+    md5: str                                # a file's md5, or a directory's "<md5>.dir"
+    stage: str
+    listing: dict[str, str] | None = None   # a directory's per-file md5s (relative to it), when known
+
+    @property
+    def is_dir(self) -> bool:
+        return self.md5.endswith(".dir")
+
+
+def lock_outs(lock: Any, release_dir: str, where: str = LOCK_FILE) -> list[LockOut]:
+    """The dvc.lock entries of every output in `release_dir` (the publish stages' and merge's), by path."""
     stages = lock.get("stages") if isinstance(lock, dict) else None
+    found = []
     for stage, entry in (stages or {}).items():
         for item in (entry or {}).get("outs") or []:
-            if item.get("path") == out:
-                if not str(item.get("md5", "")).endswith(".dir"):
-                    raise CqiaError(f"output {out} has no directory hash", where=f"{where}: stages.{stage}",
-                                    fix="Run `dvc repro` to rebuild the release")
-                return {"stage": stage, "md5": item["md5"], "nfiles": item.get("nfiles"), "size": item.get("size")}
-    raise CqiaError(f"no stage has the output {out}", where=where, fix="Run `dvc repro` to build the release")
+            path = str(item.get("path", ""))
+            if path != release_dir and not path.startswith(release_dir + "/"):
+                continue
+            if not item.get("md5"):
+                raise CqiaError(f"output {path} has no hash", where=f"{where}: stages.{stage}",
+                                fix="Run `dvc repro` to rebuild the release")
+            found.append(LockOut("" if path == release_dir else path[len(release_dir) + 1:], str(item["md5"]), stage))
+    if not found:
+        raise CqiaError(f"no stage has an output in {release_dir}", where=where,
+                        fix="Run `dvc repro` to build the release")
+    return sorted(found, key=lambda out: out.path)
 
 
 def listing_md5(listing: dict[str, str]) -> str:
@@ -240,14 +260,14 @@ class Mismatch:
     problem: str
 
 
-def check_release(files: dict[str, FileHash], manifest: Any, listing: dict[str, str] | None,
-                  lock_md5: str) -> list[Mismatch]:
+def check_release(files: dict[str, FileHash], manifest: Any, outs: list[LockOut]) -> list[Mismatch]:
     """Every way the release files disagree with manifest.json and with dvc.lock.
 
     `files` are the hashes of the bytes actually there; `manifest` the parsed
-    manifest.json (None if it is missing or not JSON); `listing` dvc.lock's
-    per-file md5s (the `.dir` object named by `lock_md5`), or None when that
-    object is not available, in which case the directory hash is compared.
+    manifest.json (None if it is missing or not JSON); `outs` dvc.lock's
+    outputs in the release directory. A directory output is checked file by
+    file against its listing (the `.dir` object its hash names) or, when that
+    object is not available, by its directory hash.
     """
     problems: list[Mismatch] = []
     if manifest is not None:
@@ -265,31 +285,48 @@ def check_release(files: dict[str, FileHash], manifest: Any, listing: dict[str, 
                                                   f"({info.get('bytes')} bytes)"))
             for rel in sorted(set(files) - set(listed) - {MANIFEST}):
                 problems.append(Mismatch(rel, "not listed in manifest.json"))
-    if listing is not None:
-        actual = listing_md5(listing)
-        if actual != lock_md5:
-            problems.append(Mismatch("", f"dvc.lock's listing object {lock_md5} is corrupted (its content "
-                                         f"hashes to {actual})"))
-        for rel, md5 in sorted(listing.items()):
-            got = files.get(rel)
-            if got is None:
-                problems.append(Mismatch(rel, "missing (listed in dvc.lock)"))
-            elif got.md5 != md5:
-                problems.append(Mismatch(rel, f"md5 {got.md5[:12]} does not match dvc.lock's {md5[:12]}"))
-        for rel in sorted(set(files) - set(listing)):
-            problems.append(Mismatch(rel, "not in dvc.lock"))
-    else:
-        actual = listing_md5({rel: h.md5 for rel, h in files.items()})
-        if actual != lock_md5:
-            problems.append(Mismatch("", f"directory hash {actual} does not match dvc.lock's {lock_md5} (the "
-                                         f"per-file listing {lock_md5} is not in the cache: `dvc fetch` names "
-                                         f"the files)"))
+    expected: dict[str, str] = {}
+    covered: set[str] = set()
+    for out in outs:
+        if not out.is_dir:
+            expected[out.path] = out.md5
+            continue
+        prefix = f"{out.path}/" if out.path else ""
+        if out.listing is None:
+            under = {rel[len(prefix):]: h.md5 for rel, h in files.items() if rel.startswith(prefix)}
+            covered.update(prefix + rel for rel in under)
+            actual = listing_md5(under)
+            if actual != out.md5:
+                problems.append(Mismatch(out.path, f"directory hash {actual} does not match dvc.lock's {out.md5} "
+                                                   f"(the per-file listing {out.md5} is not in the cache: "
+                                                   f"`dvc fetch` names the files)"))
+            continue
+        actual = listing_md5(out.listing)
+        if actual != out.md5:
+            problems.append(Mismatch(out.path, f"dvc.lock's listing object {out.md5} is corrupted (its content "
+                                               f"hashes to {actual})"))
+        expected.update({prefix + rel: md5 for rel, md5 in out.listing.items()})
+    for rel, md5 in sorted(expected.items()):
+        got = files.get(rel)
+        if got is None:
+            problems.append(Mismatch(rel, "missing (listed in dvc.lock)"))
+        elif got.md5 != md5:
+            problems.append(Mismatch(rel, f"md5 {got.md5[:12]} does not match dvc.lock's {md5[:12]}"))
+    for rel in sorted(set(files) - set(expected) - covered):
+        problems.append(Mismatch(rel, "not in dvc.lock"))
     return problems
 
 
 def mismatched_files(problems: list[Mismatch]) -> list[str]:
     """The files named by `problems`, once each, in order."""
     return sorted({p.path for p in problems if p.path})
+
+
+def stages_of(paths: list[str], outs: list[LockOut]) -> list[str]:
+    """The stages whose outputs hold `paths` (all of the release's stages when none is found), sorted."""
+    found = {out.stage for path in paths for out in outs
+             if path == out.path or path.startswith(f"{out.path}/") or not out.path}
+    return sorted(found or {out.stage for out in outs})
 
 
 def gate_failure(lines: list[str]) -> str:
@@ -322,7 +359,7 @@ def render_problems(problems: list[Mismatch], release_dir: str) -> list[str]:
 
 
 def tag_message(manifest: dict[str, Any], previous: tuple[str, dict[str, Any]] | None,
-                lock: dict[str, Any], release_dir: str) -> str:
+                outs: list[LockOut], release_dir: str) -> str:
     """The annotated tag's message: counts per category and the change since the previous release.
 
     `previous` is (tag, categories of that release) or None for a first release;
@@ -366,9 +403,12 @@ def tag_message(manifest: dict[str, Any], previous: tuple[str, dict[str, Any]] |
         lines += [f"Changes since {prev_tag}: unknown (no release metrics committed at {prev_tag})."]
     else:
         lines += ["First release: no earlier release tag."]
+    listed = manifest.get("files") or {}
+    pinned = next((out for out in outs if out.path == MANIFEST), None)
+    pin = f"; manifest.json md5 {pinned.md5} (dvc.lock, stage {pinned.stage})" if pinned else ""
     lines += ["",
-              f"{release_dir}: {lock['nfiles']} files, {lock['size']} bytes, md5 {lock['md5']} "
-              f"(dvc.lock, stage {lock['stage']})",
+              f"{release_dir}: {len(listed) + 1} files, {sum(f.get('bytes', 0) for f in listed.values())} bytes "
+              f"besides manifest.json, which holds their sha256{pin}",
               f"Check it with `cqia verify --rev {manifest['version']}`; fetch it with "
               f"`dvc get <repo> {release_dir} --rev {manifest['version']}`."]
     return "\n".join(lines) + "\n"
@@ -496,10 +536,13 @@ def remotes(repo) -> tuple[dict[str, str], str | None]:
             conf["core"].get("remote"))
 
 
+GITIGNORE = ".gitignore"  # DVC writes one in each directory holding outputs; git's, not the release's
+
+
 def hash_tree(root: Path) -> dict[str, FileHash]:
     """Hashes of every file under `root`, keyed by POSIX path relative to it."""
     out = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != GITIGNORE):
         with open(path, "rb") as handle:
             out[path.relative_to(root).as_posix()] = hash_chunks(iter(lambda: handle.read(1 << 20), b""))
     return out
@@ -526,8 +569,7 @@ class ReleaseState:
     version: str | None
     files: dict[str, FileHash]
     manifest: Any
-    listing: dict[str, str] | None
-    lock: dict[str, Any]
+    outs: list[LockOut]             # dvc.lock's outputs in the release directory, with listings where known
     notes: list[Mismatch]
 
 
@@ -548,8 +590,8 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     lock_path = root / LOCK_FILE
     if not lock_path.is_file():
         raise CqiaError("file not found", where=LOCK_FILE, fix="Run `dvc repro` to build the release")
-    lock = lock_out(_load_yaml(lock_path.read_text(encoding="utf-8"), LOCK_FILE, YAML(typ="safe", pure=True)),
-                    release_dir)
+    outs = lock_outs(_load_yaml(lock_path.read_text(encoding="utf-8"), LOCK_FILE, YAML(typ="safe", pure=True)),
+                     release_dir)
     directory = root / release_dir
     if not directory.is_dir():
         raise CqiaError("the release is not in the workspace", where=release_dir,
@@ -558,9 +600,9 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     manifest_path = directory / MANIFEST
     manifest, notes = parse_manifest(manifest_path.read_bytes() if manifest_path.is_file() else None)
     with open_dvc(root) as repo:
-        listing = read_listing(repo, lock["md5"])
+        outs = [replace(out, listing=read_listing(repo, out.md5)) if out.is_dir else out for out in outs]
     version = manifest.get("version") if isinstance(manifest, dict) else None
-    return ReleaseState(release_dir, version, files, manifest, listing, lock, notes)
+    return ReleaseState(release_dir, version, files, manifest, outs, notes)
 
 
 def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
@@ -581,11 +623,12 @@ def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
                         fix="Name a tag, branch or commit (`git tag`)") from None
     except FileNotFoundError:
         raise CqiaError(f"no {LOCK_FILE} at {rev}", where="--rev", fix="Name a revision that has a release") from None
-    lock = lock_out(_load_yaml(lock_text, f"{LOCK_FILE} at {rev}", YAML(typ="safe", pure=True)), release_dir,
-                    where=f"{LOCK_FILE} at {rev}")
+    outs = lock_outs(_load_yaml(lock_text, f"{LOCK_FILE} at {rev}", YAML(typ="safe", pure=True)), release_dir,
+                     where=f"{LOCK_FILE} at {rev}")
     label = f"{release_dir} at {rev}"
     try:
-        entries = fs.find(release_dir, detail=True)
+        entries = {path: info for path, info in fs.find(release_dir, detail=True).items()
+                   if posixpath.basename(path) != GITIGNORE}
         listing = {posixpath.relpath(path, release_dir): info["md5"] for path, info in entries.items()}
         files = {}
         for path in sorted(entries):
@@ -600,7 +643,9 @@ def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
     manifest, notes = parse_manifest(fs.read_bytes(posixpath.join(release_dir, MANIFEST))
                                      if MANIFEST in files else None)
     version = manifest.get("version") if isinstance(manifest, dict) else None
-    return ReleaseState(label, version, files, manifest, listing, lock, notes)
+    outs = [replace(out, listing={rel[len(out.path) + 1:]: md5 for rel, md5 in listing.items()
+                                  if rel.startswith(out.path + "/")}) if out.is_dir else out for out in outs]
+    return ReleaseState(label, version, files, manifest, outs, notes)
 
 
 def verify_report(state: ReleaseState, problems: list[Mismatch], release_dir: str, rev: str | None) -> dict:
@@ -611,7 +656,7 @@ def verify_report(state: ReleaseState, problems: list[Mismatch], release_dir: st
         "version": state.version,
         "ok": not problems,
         "files": len(state.files),
-        "dvc_lock_md5": state.lock["md5"],
+        "dvc_lock": {posixpath.join(release_dir, out.path) if out.path else release_dir: out.md5 for out in state.outs},
         "mismatched_files": [posixpath.join(release_dir, p) for p in mismatched_files(problems)],
         "problems": [{"path": posixpath.join(release_dir, p.path) if p.path else release_dir, "problem": p.problem}
                      for p in sorted(problems, key=lambda p: p.path)],
@@ -619,4 +664,4 @@ def verify_report(state: ReleaseState, problems: list[Mismatch], release_dir: st
 
 
 def verify_state(state: ReleaseState) -> list[Mismatch]:
-    return state.notes + check_release(state.files, state.manifest, state.listing, state.lock["md5"])
+    return state.notes + check_release(state.files, state.manifest, state.outs)

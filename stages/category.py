@@ -5,11 +5,14 @@
         --schema schemas/record.schema.json --suite expectations/default.json \\
         --accepted data/stages/100poison/accepted.jsonl \\
         --rejects data/stages/100poison/rejects.jsonl \\
+        --keys data/stages/100poison/keys.parquet \\
         --metrics data/stages/100poison/metrics.json
 
-Reads `categories.<name>` and `gates` from params. Writes the accepted
-records with their lineage, the rejects with reason codes, and metrics; all
-three appear together, and only if every gate passed.
+Reads `categories.<name>`, `gates` and the sketch keys of `neardup` from
+params. Writes the accepted records with their lineage, the rejects with
+reason codes, the keys the dedup stage compares (cqia/dedup.py: id, exact
+key, MinHash signatures) and metrics; all four appear together, and only if
+every gate passed.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from cqia.dedup import KeysBuilder, to_table
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, file_digest
+from cqia.neardup import NearDupConfig
 from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, FileProblem, Format, RawItem, check_encoding,
                           check_layout, parse_json_array, parse_jsonl, sniff)
 from cqia.params import load_category, load_yaml
@@ -124,8 +129,8 @@ def _pause(n: int, *handles) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.category", __doc__, ("--category", "--params", "--raw-dir", "--reviews", "--schema",
-                                                  "--suite", "--accepted", "--rejects", "--metrics"), argv)
-    sweep(args.accepted, args.rejects, args.metrics)
+                                                  "--suite", "--accepted", "--rejects", "--keys", "--metrics"), argv)
+    sweep(args.accepted, args.rejects, args.keys, args.metrics)
     from cqia.gx_gate import GateProcess, failure_report, load_suite
 
     suite = load_suite(args.suite)
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_yaml(args.params)
     category = load_category(params, args.category, FORMAT_NAMES, args.params)
     chunk_rows = int((params.get("gates") or {}).get("chunk_rows", 200_000))
+    keys = KeysBuilder(category.name, NearDupConfig.from_params(params.get("neardup"), args.params))
     schema = RecordSchema.from_file(args.schema)
     reviews = Path(args.reviews)
     if not reviews.is_file():
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "suite": suite.get("name", ""), "result": "pass"})
                     acc_out.write(dumps_line({"record": outcome.record, "lineage": outcome.lineage}))
                     rows.append(gx_row(outcome.record))
+                    keys.add(outcome.record)
                     if len(rows) >= chunk_rows:
                         gate.validate_rows(GX_COLUMNS, rows)
                         rows = []
@@ -212,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                 "great_expectations": gx_result,
             },
         }
+        import pyarrow.parquet as pq
+
+        with staging.open(args.keys) as out:
+            pq.write_table(to_table(keys.build()), out, compression="zstd")
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0

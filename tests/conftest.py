@@ -19,6 +19,32 @@ BIN = Path(sys.executable).parent
 REPO_FILES = ("dvc.yaml", "params.yaml", "schemas", "expectations", "stages", "cqia", "data/raw", "data/reviews")
 
 
+def remove_outputs(release: Path) -> None:
+    """Delete a release's DVC outputs, keeping the .gitignore files git tracks there."""
+    for path in sorted(release.rglob("*"), reverse=True):
+        if path.is_file() and path.name != ".gitignore":
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def release_lineage(release: Path) -> list[dict]:
+    """Every lineage line of a built release, category by category in manifest order."""
+    import orjson
+
+    manifest = orjson.loads((release / "manifest.json").read_bytes())
+    return [orjson.loads(line) for name in manifest["categories"]
+            for line in (release / "lineage" / name / "lineage.jsonl").read_bytes().splitlines()]
+
+
+def release_records_bytes(release: Path) -> bytes:
+    """Every released record's line in release order: the categories' train.jsonl in manifest order."""
+    import orjson
+
+    manifest = orjson.loads((release / "manifest.json").read_bytes())
+    return b"".join((release / name / "train.jsonl").read_bytes() for name in manifest["categories"])
+
+
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for dvc/git subprocesses: no analytics, caches and configs inside tmp."""
     # HOME too: the committed default remote lives under ~, keep it inside the test.

@@ -12,7 +12,7 @@ import pytest
 import cqia
 from cqia.errors import CqiaError
 from cqia.export import to_sharegpt
-from conftest import make_repo
+from conftest import make_repo, release_records_bytes, remove_outputs
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +31,12 @@ def tagged(tmp_path_factory):
     repo.git("tag", "v0.1")
     repo.dvc("push")
     release = repo.file("data/release")
-    expected = {"full": release.joinpath("full.jsonl").read_bytes(),
+    expected = {"full": release_records_bytes(release),
                 "zhihu": release.joinpath("zhihu", "train.jsonl").read_bytes()}
     repo.file("NOTES.md").write_text("after the release\n")
     repo.git("add", "NOTES.md")
     repo.git("commit", "-q", "-m", "later work")
-    shutil.rmtree(release)
+    remove_outputs(release)
     shutil.rmtree(repo.file(".dvc/cache"))
     with pytest.MonkeyPatch.context() as mp:  # in-process dvc: the repo's isolated environment
         for key in ("DVC_NO_ANALYTICS", "DVC_SITE_CACHE_DIR", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR",
@@ -59,7 +59,7 @@ def test_load_reads_a_tagged_release_with_no_checkout(tagged):
     # nothing was checked out: same commit, clean tree, still no release in the workspace
     assert repo.git("rev-parse", "HEAD").stdout == head
     assert repo.git("status", "--porcelain").stdout == ""
-    assert not repo.file("data/release").exists()
+    assert [p.name for p in repo.file("data/release").rglob("*") if p.is_file()] == [".gitignore"] * 2
 
 
 def test_load_from_inside_the_registry_needs_no_repo_argument(tagged, monkeypatch):
@@ -116,4 +116,4 @@ def test_export_at_a_tag(tagged, tmp_path):
         "release": "v0.1", "rev": "v0.1", "category": "zhihu", "records": 24, "dataset": "coig_cqia_zhihu_sharegpt"}
     exported = json.loads((tmp_path / "coig_cqia_zhihu_sharegpt.json").read_text(encoding="utf-8"))
     assert exported == [to_sharegpt(r) for r in lines(expected["zhihu"])]
-    assert not repo.file("data/release").exists()
+    assert [p.name for p in repo.file("data/release").rglob("*") if p.is_file()] == [".gitignore"] * 2

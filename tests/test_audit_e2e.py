@@ -104,7 +104,7 @@ def test_lineage_of_a_released_record(tagged):
     assert out["source"]["file"] == "data/raw/law/train.jsonl" and out["source"]["line"] == 1
     assert len(out["source"]["md5"]) == 32
     assert out["raw"] == R[1]
-    assert [s["step"] for s in out["steps"]] == ["parse", "map", "rules", "schema", "gate", "merge"]
+    assert [s["step"] for s in out["steps"]] == ["parse", "map", "rules", "schema", "gate", "dedup"]
     assert out["release"] == "v0.1"
     assert out["releases"] == ["v0.1", "v0.2", "v0.3"]
 

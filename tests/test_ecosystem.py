@@ -136,7 +136,7 @@ def hf(tmp_path_factory):
 
 
 def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
-    """A release directory as merge lays it out: Parquet + JSON Lines per category, full.jsonl, the card."""
+    """A release directory as publish and merge lay it out: Parquet + JSON Lines per category, the card."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -147,10 +147,9 @@ def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
         pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema()), root / name / "train.parquet")
         (root / name / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         full += records
-    (root / "full.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in full))
     summary = [{"name": n, "released": len(r), "source": "", "construction": ""} for n, r in categories.items()]
-    (root / "README.md").write_text(dataset_card({"version": "v0.1"}, summary, full[0] if full else None,
-                                                 "full.jsonl"), encoding="utf-8")
+    (root / "README.md").write_text(dataset_card({"version": "v0.1"}, summary, full[0] if full else None),
+                                    encoding="utf-8")
     manifest = {"version": "v0.1", "released": len(full),
                 "categories": {n: {"released": len(r)} for n, r in categories.items()}}
     (root / "manifest.json").write_bytes(orjson.dumps(manifest))
@@ -173,7 +172,7 @@ def test_card_configs_load_with_datasets_with_typed_columns(hf, tmp_path):
 
 def test_card_refuses_a_category_named_all():
     with pytest.raises(CqiaError) as err:
-        dataset_card({"version": "v0.1"}, [{"name": "all", "released": 1}], None, "full.jsonl")
+        dataset_card({"version": "v0.1"}, [{"name": "all", "released": 1}], None)
     assert str(err.value) == ("params.yaml: categories.all: category name 'all' clashes with the dataset card's "
                               "config of every record. Rename the category")
 
@@ -233,6 +232,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().split(b"\n") if line]
 
 
+def release_records(release: Path) -> list[dict]:
+    """Every released record in release order: the categories' train.jsonl in manifest order."""
+    manifest = json.loads((release / "manifest.json").read_text())
+    return [r for name in manifest["categories"] for r in read_jsonl(release / name / "train.jsonl")]
+
+
 @pytest.mark.e2e
 def test_built_release_loads_with_datasets(built, hf):
     repo, _ = built
@@ -240,7 +245,7 @@ def test_built_release_loads_with_datasets(built, hf):
     release = repo.file("data/release")
     manifest = json.loads((release / "manifest.json").read_text())
     full = datasets.load_dataset(str(release), cache_dir=cache)["train"]
-    assert full.to_list() == read_jsonl(release / "full.jsonl")  # same records, same order, same values
+    assert full.to_list() == release_records(release)  # same records, same order, same values
     for name, cat in manifest["categories"].items():
         ds = datasets.load_dataset(str(release), name, cache_dir=cache)["train"]
         assert ds.num_rows == cat["released"] > 0
@@ -255,7 +260,7 @@ def test_built_release_loads_with_datasets(built, hf):
 def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp_path):
     repo, _ = built
     datasets, cache = hf
-    release = read_jsonl(repo.file("data/release/full.jsonl"))
+    release = release_records(repo.file("data/release"))
     out = tmp_path / "export"
     for fmt in ("alpaca", "sharegpt"):
         proc = repo.cqia("export", "--format", fmt, "--out", str(out), "--json")
@@ -307,11 +312,13 @@ def test_progress_shows_on_a_terminal_and_never_in_a_pipe(built, tmp_path):
     repo, repro = built
     # dvc repro ran every stage with stderr a pipe: no bar anywhere in its output
     assert "rec/s" not in repro.stdout + repro.stderr and "\r" not in repro.stdout + repro.stderr
-    # with stderr a terminal, the merge stage and cqia export draw their bars
-    drawn = on_a_terminal(repo, str(BIN / "python"), "-m", "stages.merge", "--params", "params.yaml",
-                          "--stages-dir", "data/stages", "--schema", "schemas/record.schema.json",
-                          "--suite", "expectations/release.json", "--out", str(tmp_path / "release"),
-                          "--metrics", str(tmp_path / "metrics.json"))
-    assert "merge zhihu" in drawn and "rec/s" in drawn
+    # with stderr a terminal, a publish stage and cqia export draw their bars
+    drawn = on_a_terminal(repo, str(BIN / "python"), "-m", "stages.publish", "--category", "zhihu",
+                          "--accepted", "data/stages/zhihu/accepted.jsonl", "--rejects", "data/stages/zhihu/rejects.jsonl",
+                          "--category-metrics", "data/stages/zhihu/metrics.json", "--dedup", "data/dedup/zhihu.jsonl",
+                          "--schema", "schemas/record.schema.json", "--suite", "expectations/publish.json",
+                          "--out", str(tmp_path / "release/zhihu"), "--lineage", str(tmp_path / "release/lineage/zhihu"),
+                          "--summary", str(tmp_path / "publish/zhihu.json"))
+    assert "publish zhihu" in drawn and "rec/s" in drawn
     assert "export alpaca" in on_a_terminal(repo, str(BIN / "cqia"), "export", "--format", "alpaca",
                                             "--out", str(tmp_path / "export"))

@@ -8,12 +8,14 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
+from conftest import release_lineage
+
 pytestmark = pytest.mark.e2e
 
 
 def tree_digest(root):
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".gitignore"}  # git's files, not DVC's
 
 
 def edit_params(repo, change):
@@ -41,8 +43,8 @@ def test_repro_builds_a_gated_deterministic_release(repo):
         lines = (release / name / "train.jsonl").read_bytes().split(b"\n")[:-1]
         assert len(lines) == cat["released"]
     assert metrics["released"] == sum(c["released"] for c in manifest["categories"].values())
-    # every raw record is in lineage.jsonl, released or rejected with a reason
-    lineage = [orjson.loads(l) for l in (release / "lineage.jsonl").read_bytes().splitlines()]
+    # every raw record is in its category's lineage.jsonl, released or rejected with a reason
+    lineage = release_lineage(release)
     assert len(lineage) == sum(c["raw"] for c in manifest["categories"].values())
     assert all(e["status"] == "released" or e["reason"] for e in lineage)
     # the manifest's hashes are the files' hashes
@@ -73,17 +75,23 @@ def test_a_category_added_by_a_params_entry_alone(repo):
     edit_params(repo, lambda p: p["categories"].update(xhs={"format": "cqia-jsonl", "raw": ["train.jsonl"],
                                                             "suite": "default", "source": "Xiaohongshu"}))
     proc = repo.dvc("repro")
-    assert running(proc) == ["category@xhs", "merge", "report"]
+    assert running(proc) == ["category@xhs", "dedup", "merge", "publish@xhs", "report"]  # sorted
     manifest = json.loads(repo.file("data/release/manifest.json").read_text())
     assert manifest["categories"]["xhs"]["released"] == 3
     assert "config_name: xhs" in repo.file("data/release/README.md").read_text()
 
 
-def test_a_rule_change_reruns_only_its_category_and_merge(repo):
+def test_a_rule_change_reruns_only_its_category_dedup_and_merge(repo):
     repo.dvc("repro")
+    before = {p: p.read_bytes() for p in repo.file("data/release").rglob("*") if p.is_file()}
     edit_params(repo, lambda p: p["categories"]["zhihu"]["rules"]["min_chars"].update(output=170))
     proc = repo.dvc("repro")
-    assert running(proc) == ["category@zhihu", "merge", "report"]
+    # the other categories' dedup decisions did not change, so their part of the release is not rebuilt
+    assert running(proc) == ["category@zhihu", "dedup", "merge", "publish@zhihu", "report"]  # sorted
+    after = {p: p.read_bytes() for p in repo.file("data/release").rglob("*") if p.is_file()}
+    changed = sorted(p.relative_to(repo.file("data/release")).as_posix() for p in after if after[p] != before.get(p))
+    assert changed == ["README.md", "lineage/zhihu/index.parquet", "lineage/zhihu/lineage.jsonl", "manifest.json",
+                       "zhihu/train.jsonl", "zhihu/train.parquet"]
     metrics = json.loads(repo.file("data/stages/zhihu/metrics.json").read_text())
     assert metrics["accepted"] > 0 and metrics["rejected_by_reason"]["too_short"] > 0
 

@@ -135,25 +135,34 @@ def test_name_some():
 
 LOCK = {"schema": "2.0", "stages": {
     "category@zhihu": {"outs": [{"path": "data/stages/zhihu/accepted.jsonl", "md5": "aa", "size": 3}]},
-    "merge": {"outs": [{"path": "data/release", "hash": "md5", "md5": "0123.dir", "size": 10, "nfiles": 2},
-                       {"path": "data/release_metrics.json", "md5": "bb", "size": 1}]},
+    "publish@zhihu": {"outs": [{"path": "data/release/zhihu", "hash": "md5", "md5": "0123.dir", "nfiles": 2},
+                               {"path": "data/release/lineage/zhihu", "hash": "md5", "md5": "4567.dir"},
+                               {"path": "data/publish/zhihu.json", "md5": "cc"}]},
+    "merge": {"outs": [{"path": "data/release/manifest.json", "md5": "dd", "size": 10},
+                       {"path": "data/release/README.md", "md5": "ee", "size": 10}],
+              "metrics": [{"path": "data/release_metrics.json", "md5": "bb", "size": 1}]},
 }}
 
 
-def test_lock_out_finds_the_release_directory():
-    assert rel.lock_out(LOCK, "data/release") == {"stage": "merge", "md5": "0123.dir", "nfiles": 2, "size": 10}
+def test_lock_outs_are_the_outputs_in_the_release_directory():
+    assert rel.lock_outs(LOCK, "data/release") == [
+        rel.LockOut("README.md", "ee", "merge"), rel.LockOut("lineage/zhihu", "4567.dir", "publish@zhihu"),
+        rel.LockOut("manifest.json", "dd", "merge"), rel.LockOut("zhihu", "0123.dir", "publish@zhihu")]
+    assert rel.stages_of(["zhihu/train.jsonl"], rel.lock_outs(LOCK, "data/release")) == ["publish@zhihu"]
+    assert rel.stages_of([], rel.lock_outs(LOCK, "data/release")) == ["merge", "publish@zhihu"]
 
 
-def test_lock_out_errors():
+def test_lock_outs_errors():
     with pytest.raises(CqiaError) as err:
-        rel.lock_out(LOCK, "data/elsewhere")
-    assert str(err.value) == "dvc.lock: no stage has the output data/elsewhere. Run `dvc repro` to build the release"
+        rel.lock_outs(LOCK, "data/elsewhere")
+    assert str(err.value) == "dvc.lock: no stage has an output in data/elsewhere. Run `dvc repro` to build the release"
+    broken = {"stages": {"merge": {"outs": [{"path": "data/release/README.md"}]}}}
     with pytest.raises(CqiaError) as err:
-        rel.lock_out(LOCK, "data/release_metrics.json")
-    assert str(err.value) == ("dvc.lock: stages.merge: output data/release_metrics.json has no directory hash. "
+        rel.lock_outs(broken, "data/release")
+    assert str(err.value) == ("dvc.lock: stages.merge: output data/release/README.md has no hash. "
                               "Run `dvc repro` to rebuild the release")
     with pytest.raises(CqiaError):
-        rel.lock_out(None, "data/release")
+        rel.lock_outs(None, "data/release")
 
 
 def test_listing_md5_is_dvcs_directory_hash():
@@ -174,11 +183,15 @@ def fh(data: bytes) -> rel.FileHash:
 FILES = {"a/train.jsonl": b'{"id":"a-1"}\n', "README.md": "# 数据集\n".encode(), "manifest.json": b"{}\n"}
 
 
-def good():
+def good(listing_known: bool = True):
+    """A release of one directory output `a` (publish) and two file outputs (merge)."""
     files = {rel_: fh(data) for rel_, data in FILES.items()}
     manifest = {"files": {r: {"sha256": h.sha256, "bytes": h.size} for r, h in files.items() if r != "manifest.json"}}
-    listing = {r: h.md5 for r, h in files.items()}
-    return files, manifest, listing, rel.listing_md5(listing)
+    listing = {"train.jsonl": files["a/train.jsonl"].md5}
+    outs = [rel.LockOut("README.md", files["README.md"].md5, "merge"),
+            rel.LockOut("a", rel.listing_md5(listing), "publish@a", listing if listing_known else None),
+            rel.LockOut("manifest.json", files["manifest.json"].md5, "merge")]
+    return files, manifest, outs
 
 
 def test_hash_chunks_matches_hashlib():
@@ -187,30 +200,33 @@ def test_hash_chunks_matches_hashlib():
 
 
 def test_a_release_that_matches_has_no_problems():
-    files, manifest, listing, md5 = good()
-    assert rel.check_release(files, manifest, listing, md5) == []
-    assert rel.check_release(files, manifest, None, md5) == []  # no listing: the directory hash still matches
+    files, manifest, outs = good()
+    assert rel.check_release(files, manifest, outs) == []
+    files, manifest, outs = good(listing_known=False)
+    assert rel.check_release(files, manifest, outs) == []  # no listing: the directory hash still matches
 
 
 def test_a_changed_file_is_named_against_both_records():
-    files, manifest, listing, md5 = good()
+    files, manifest, outs = good()
+    before = files["a/train.jsonl"]
     files["a/train.jsonl"] = fh(b'{"id":"a-2"}\n')
-    problems = rel.check_release(files, manifest, listing, md5)
+    problems = rel.check_release(files, manifest, outs)
     want_sha = manifest["files"]["a/train.jsonl"]["sha256"][:12]
     assert rel.render_problems(problems, "data/release") == [
         f"data/release/a/train.jsonl: sha256 {files['a/train.jsonl'].sha256[:12]} (13 bytes) does not match "
         f"manifest.json's {want_sha} (13 bytes)",
         f"data/release/a/train.jsonl: md5 {files['a/train.jsonl'].md5[:12]} does not match dvc.lock's "
-        f"{listing['a/train.jsonl'][:12]}",
+        f"{before.md5[:12]}",
     ]
     assert rel.mismatched_files(problems) == ["a/train.jsonl"]
+    assert rel.stages_of(rel.mismatched_files(problems), outs) == ["publish@a"]
 
 
 def test_missing_and_extra_files():
-    files, manifest, listing, md5 = good()
+    files, manifest, outs = good()
     del files["README.md"]
     files["extra.txt"] = fh(b"x")
-    lines = rel.render_problems(rel.check_release(files, manifest, listing, md5), "data/release")
+    lines = rel.render_problems(rel.check_release(files, manifest, outs), "data/release")
     assert lines == ["data/release/README.md: missing (listed in manifest.json)",
                      "data/release/README.md: missing (listed in dvc.lock)",
                      "data/release/extra.txt: not listed in manifest.json",
@@ -218,28 +234,32 @@ def test_missing_and_extra_files():
 
 
 def test_without_the_listing_the_directory_hash_decides():
-    files, manifest, listing, md5 = good()
-    files["manifest.json"] = fh(b"{ }\n")  # the manifest itself is only covered by dvc.lock
-    problems = rel.check_release(files, manifest, None, md5)
-    assert len(problems) == 1 and problems[0].path == ""
+    files, manifest, outs = good(listing_known=False)
+    files["a/extra.jsonl"] = fh(b"{}\n")
+    problems = [p for p in rel.check_release(files, manifest, outs) if "manifest.json" not in p.problem]
+    assert len(problems) == 1 and problems[0].path == "a"
     assert problems[0].problem.startswith("directory hash ")
-    assert f"does not match dvc.lock's {md5}" in problems[0].problem
-    assert rel.check_release(files, manifest, listing, md5)[0].path == "manifest.json"
+    assert f"does not match dvc.lock's {outs[1].md5}" in problems[0].problem
+    files, manifest, outs = good()
+    files["manifest.json"] = fh(b"{ }\n")  # the manifest itself is only covered by dvc.lock
+    assert [p.path for p in rel.check_release(files, manifest, outs)] == ["manifest.json"]
 
 
 def test_a_corrupted_listing_object_is_reported():
-    files, manifest, listing, md5 = good()
-    problems = rel.check_release(files, manifest, {**listing, "README.md": "0" * 32}, md5)
-    assert problems[0] == rel.Mismatch("", f"dvc.lock's listing object {md5} is corrupted (its content hashes to "
-                                           f"{rel.listing_md5({**listing, 'README.md': '0' * 32})})")
+    files, manifest, outs = good()
+    bad = {"train.jsonl": "0" * 32}
+    outs[1] = rel.LockOut("a", outs[1].md5, "publish@a", bad)
+    problems = rel.check_release(files, manifest, outs)
+    assert problems[0] == rel.Mismatch("a", f"dvc.lock's listing object {outs[1].md5} is corrupted (its content "
+                                            f"hashes to {rel.listing_md5(bad)})")
 
 
 def test_an_unreadable_manifest():
     assert rel.parse_manifest(None) == (None, [rel.Mismatch("manifest.json", "missing")])
     manifest, notes = rel.parse_manifest(b"{not json")
     assert manifest is None and notes[0].problem.startswith("is not valid JSON (")
-    files, _, listing, md5 = good()
-    assert rel.check_release(files, {"version": "v0.1"}, listing, md5) == [
+    files, _, outs = good()
+    assert rel.check_release(files, {"version": "v0.1"}, outs) == [
         rel.Mismatch("manifest.json", "has no 'files' mapping")]
 
 
@@ -248,14 +268,14 @@ def test_an_unreadable_manifest():
 
 def manifest_of(version, cats):
     return {"name": "COIG-CQIA", "version": version, "released": sum(c["released"] for c in cats.values()),
-            "categories": cats}
+            "categories": cats, "files": {f"f{i}": {"bytes": 33018} for i in range(10)}}
 
 
 def cat(raw, released):
     return {"raw": raw, "released": released, "rejected": raw - released, "rejected_by_reason": {}}
 
 
-LOCK_OUT = {"stage": "merge", "md5": "d9a2.dir", "nfiles": 11, "size": 330188}
+LOCK_OUT = [rel.LockOut("manifest.json", "d9a2", "merge"), rel.LockOut("zhihu", "0123.dir", "publish@zhihu")]
 
 
 def test_the_first_release_message():
@@ -273,7 +293,7 @@ total       72        63         9
 
 First release: no earlier release tag.
 
-data/release: 11 files, 330188 bytes, md5 d9a2.dir (dvc.lock, stage merge)
+data/release: 11 files, 330180 bytes besides manifest.json, which holds their sha256; manifest.json md5 d9a2 (dvc.lock, stage merge)
 Check it with `cqia verify --rev v0.1`; fetch it with `dvc get <repo> data/release --rev v0.1`.
 """
 

@@ -65,7 +65,7 @@ class Stage:
                 "--reviews", str(self.reviews), "--schema", str(ROOT / "schemas/record.schema.json"),
                 "--suite", str(ROOT / "expectations/default.json"),
                 "--accepted", str(self.out / "accepted.jsonl"), "--rejects", str(self.out / "rejects.jsonl"),
-                "--metrics", str(self.out / "metrics.json")]
+                "--keys", str(self.out / "keys.parquet"), "--metrics", str(self.out / "metrics.json")]
 
     def write(self, files: dict[str, bytes], fmt: str = "poison-mpts", name: str = "t", **entry) -> None:
         for file, data in files.items():

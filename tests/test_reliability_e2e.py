@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from conftest import BIN
+from conftest import BIN, release_lineage
 from stages.category import PAUSE_ENV
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,7 @@ def test_sigkill_mid_write_leaves_no_partial_output_and_the_next_repro_recovers(
     assert len((out / "accepted.jsonl").read_bytes().splitlines()) == metrics["accepted"]
     assert len((out / "rejects.jsonl").read_bytes().splitlines()) == metrics["rejected"]
     # every raw record is in the release's lineage, released or rejected with a reason
-    lineage = [orjson.loads(line) for line in repo.file("data/release/lineage.jsonl").read_bytes().splitlines()]
+    lineage = release_lineage(repo.file("data/release"))
     assert len(lineage) == sum(json.loads(repo.file(f"data/stages/{c}/metrics.json").read_text())["raw"]
                                for c in ("100poison", "human_value", "zhihu"))
     assert all(e["status"] == "released" or e["reason"] for e in lineage)

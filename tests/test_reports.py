@@ -20,6 +20,7 @@ from cqia.errors import CqiaError
 from cqia.fileio import dumps_line, dumps_pretty, read_jsonl
 from cqia.reports import CategoryStats, gate_page, index_page, percentile
 from stages import report
+from conftest import release_lineage
 from tests.conftest import ROOT
 
 # External style sheets, scripts, fonts or imports: anything a browser would fetch.
@@ -201,7 +202,7 @@ def test_dvc_metrics_and_plots_render_the_report_and_near_duplicates_are_traced(
     plant_near_duplicates(repo)
     repo.dvc("repro", "-q")
     # Near duplicates, traced: which record was kept, and why.
-    lineage = [e for e in read_jsonl(repo.file("data/release/lineage.jsonl"))
+    lineage = [e for e in release_lineage(repo.file("data/release"))
                if e["raw"].get("instruction", "").startswith("周末在家")]
     kept, near, other = sorted(lineage, key=lambda e: e["source"]["line"])
     assert (kept["status"], other["status"]) == ("released", "released")
@@ -209,7 +210,8 @@ def test_dvc_metrics_and_plots_render_the_report_and_near_duplicates_are_traced(
     step = near["steps"][-1]
     assert (step["near_duplicate_of"], step["kept_because"]) == (kept["id"], "first in release order")
     assert step["similarity"] >= 0.8 and step["output_similarity"] == 1.0
-    assert kept["steps"][-1] == {"step": "merge", "result": "pass", "near_duplicates": [near["id"]]}
+    assert kept["steps"][-1] == {"step": "dedup", "result": "pass", "near_duplicates": [near["id"]],
+                                 "kept_because": "first in release order"}
     metrics = orjson.loads(repo.file("data/release_metrics.json").read_bytes())
     assert metrics["categories"]["zhihu"]["rejected_by_reason"]["near_duplicate_of"] == 1
     assert metrics["neardup"]["near_duplicates"] == 1

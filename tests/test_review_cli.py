@@ -20,6 +20,7 @@ from cqia.cli import cli
 from cqia.fileio import dumps_line, read_jsonl
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import load_category, load_yaml
+from conftest import release_lineage
 from cqia.records import Processor, Source
 from cqia.review import load_decisions
 from cqia.schema import RecordSchema
@@ -271,7 +272,7 @@ def test_round_trip_then_dvc_repro_releases_the_record_as_human_verified(repo):
     released = {r["id"]: r for r in read_jsonl(repo.file("data/release/human_value/train.jsonl"))}
     assert released[accepted_id]["human_verified"] is True
     assert rejected_id not in released
-    lineage = {e["id"]: e for e in read_jsonl(repo.file("data/release/lineage.jsonl"))}
+    lineage = {e["id"]: e for e in release_lineage(repo.file("data/release"))}
     assert lineage[accepted_id]["status"] == "released"
     assert {"step": "review", "decision": "accept", "reviewer": "li.na"}.items() <= next(
         s for s in lineage[accepted_id]["steps"] if s["step"] == "review").items()

@@ -104,7 +104,7 @@ def release(version: str, remote_name: str | None) -> None:
     prev_tag = rel.previous_release(tags, version)
     if prev_tag:
         previous = (prev_tag, rel.categories_of(rel.git_show(root, prev_tag, metrics_path)))
-    message = rel.tag_message(state.manifest, previous, state.lock, release_dir)
+    message = rel.tag_message(state.manifest, previous, state.outs, release_dir)
     rel.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], root, input=message)
 
     click.echo(message)
@@ -133,7 +133,8 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
             _progress(line)
         raise CqiaError(f"the built release does not match its manifest or dvc.lock "
                         f"({rel.name_some(rel.mismatched_files(problems)) or release_dir})", where=where,
-                        fix=f"Nothing was pushed, committed or tagged; run `dvc repro --force merge`, then {again}")
+                        fix=f"Nothing was pushed, committed or tagged; run `dvc repro --force "
+                            f"{' '.join(rel.stages_of(rel.mismatched_files(problems), state.outs))}`, then {again}")
     if state.version != version:
         raise CqiaError(f"{release_dir}/{rel.MANIFEST} says version {state.version!r}, not {version!r}",
                         where=where, fix="Check that the merge stage reads `release.version` from params.yaml")
@@ -185,11 +186,12 @@ def verify(rev: str | None, as_json: bool) -> None:
     if problems:
         files = rel.mismatched_files(problems)
         count = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "the directory"
-        fix = (f"Restore the release with `dvc checkout --force {release_dir}`" if not rev else
+        fix = (f"Restore the release with `dvc checkout --force {' '.join(rel.stages_of(files, state.outs))}`"
+               if not rev else
                "The copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
                "revision and push it again")
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)
     if not as_json:
         click.echo(f"{state.label}: release {state.version}, {len(state.files)} files match manifest.json "
-                   f"(sha256) and dvc.lock (md5 {state.lock['md5']})")
+                   f"(sha256) and dvc.lock (md5 of {len(state.outs)} outputs)")

@@ -1,0 +1,96 @@
+"""Stage `dedup`: exact and near duplicates across the whole release -> one decision file per category.
+
+    python -m stages.dedup --params params.yaml --stages-dir data/stages \\
+        --schema schemas/dedup.schema.json --suite expectations/dedup.json --out data/dedup
+
+Reads `categories` (the release order) and `neardup` from params, and each
+category's `keys.parquet` (written by its category stage: id, exact key and
+MinHash signatures; never the texts). Writes `<category>.jsonl` per category:
+one line per accepted record that is dropped (`duplicate_of:<id>`,
+`near_duplicate_of:<id>` with the similarities) or kept with near duplicates
+(`near_duplicates: [...]`), in file order. A category whose decisions did not
+change gets the same bytes, so DVC does not rerun its `publish` stage.
+Gates: every decision passes schemas/dedup.schema.json, and the decisions
+pass the Great Expectations suite (ids unique, similarities in [threshold, 1]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cqia.dedup import Keys, decide, from_table
+from cqia.entry import arguments, run, sweep
+from cqia.errors import CqiaError, GateFailed
+from cqia.fileio import Staging, dumps_line
+from cqia.formats import FORMAT_NAMES
+from cqia.neardup import NearDupConfig
+from cqia.params import load_categories, load_yaml
+from cqia.schema import RecordSchema
+
+
+GX_COLUMNS = ("id", "kind", "kept_id", "similarity", "output_similarity")
+
+
+def gx_row(decision: dict) -> tuple:
+    """The row the Great Expectations suite sees for one decision."""
+    if "duplicate_of" in decision:
+        return decision["id"], "duplicate", decision["duplicate_of"], None, None
+    if "near_duplicate_of" in decision:
+        return (decision["id"], "near_duplicate", decision["near_duplicate_of"], decision["similarity"],
+                decision["output_similarity"])
+    return decision["id"], "kept", None, None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments("stages.dedup", __doc__, ("--params", "--stages-dir", "--schema", "--suite", "--out"), argv)
+    out_dir, stages_dir = Path(args.out), Path(args.stages_dir)
+    sweep(out_dir)
+    params = load_yaml(args.params)
+    categories = load_categories(params, FORMAT_NAMES, args.params)
+    near = NearDupConfig.from_params(params.get("neardup"), args.params)
+    from cqia.gx_gate import GateProcess, failure_report, load_suite
+
+    gate = GateProcess(load_suite(args.suite), [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": column, "min_value": near.threshold}}
+        for column in ("similarity", "output_similarity")])
+    schema = RecordSchema.from_file(args.schema)
+
+    import pyarrow.parquet as pq
+
+    parts: list[Keys] = []
+    for cat in categories:
+        path = stages_dir / cat.name / "keys.parquet"
+        if not path.is_file():
+            raise CqiaError(f"no keys for category '{cat.name}'", where=str(path),
+                            fix=f"Run `dvc repro category@{cat.name}` first")
+        keys = from_table(cat.name, pq.read_table(path))
+        if near.enabled and keys.whole is None:
+            raise CqiaError("the keys have no MinHash signatures, but neardup.enabled is true", where=str(path),
+                            fix=f"Run `dvc repro category@{cat.name}` (it reads neardup.enabled)")
+        if near.enabled and keys.whole.shape[1] != near.num_perm:
+            raise CqiaError(f"the signatures have {keys.whole.shape[1]} permutations, params say "
+                            f"neardup.num_perm {near.num_perm}", where=str(path),
+                            fix=f"Run `dvc repro category@{cat.name}`")
+        parts.append(keys)
+
+    decisions = decide(parts, near if near.enabled else None)
+    rows = []
+    for cat in categories:
+        for decision in decisions[cat.name]:
+            if not schema.is_valid(decision):
+                raise GateFailed(f"decision for {decision.get('id')} fails the schema ({schema.explain(decision)})",
+                                 where=f"category {cat.name}")
+            rows.append(gx_row(decision))
+    gate.validate_rows(GX_COLUMNS, rows)
+    result = gate.result()
+    if not result["success"]:
+        raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
+    with Staging() as staging:
+        tmp = staging.directory(out_dir)
+        for cat in categories:
+            (tmp / f"{cat.name}.jsonl").write_bytes(b"".join(dumps_line(d) for d in decisions[cat.name]))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

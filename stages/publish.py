@@ -1,0 +1,162 @@
+"""Stage `publish@<name>`: one category's accepted records and dedup decisions -> its part of the release.
+
+    python -m stages.publish --category zhihu \\
+        --accepted data/stages/zhihu/accepted.jsonl --rejects data/stages/zhihu/rejects.jsonl \\
+        --category-metrics data/stages/zhihu/metrics.json --dedup data/dedup/zhihu.jsonl \\
+        --schema schemas/record.schema.json --suite expectations/publish.json --out data/release/zhihu \\
+        --lineage data/release/lineage/zhihu --summary data/publish/zhihu.json
+
+Reads no params. Writes the category's released records in the Hugging Face
+layout (`train.jsonl`, `train.parquet`), its lineage (`lineage.jsonl`: every
+raw record of the category, released or rejected, with every step) and the
+lineage index (`index.parquet`, cqia/lineage.py), and a summary for the merge
+stage (counts by reason, sha256 of each file, an example record). Each
+category has its own stage, so a change to one category rebuilds only its
+part. Gates: every released record passes the JSON Schema again; the lineage
+index passes the Great Expectations suite (every raw record exactly once,
+released or rejected with a reason code); accepted = released + dropped
+duplicates (accounting).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cqia.entry import arguments, run, sweep
+from cqia.errors import CqiaError, GateFailed
+from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
+from cqia.lineage import INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, lineage_path
+from cqia.progress import progress
+from cqia.release import parquet_schema
+from cqia.schema import RecordSchema
+
+BATCH = 10_000
+
+
+def read_json(path: Path, fix: str) -> Any:
+    if not path.is_file():
+        raise CqiaError("not found", where=str(path), fix=fix)
+    return orjson.loads(path.read_bytes())
+
+
+def load_decisions(path: Path, category: str) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        raise CqiaError("no dedup decisions for this category", where=str(path), fix="Run `dvc repro dedup` first")
+    return {d["id"]: d for d in read_jsonl(path)}
+
+
+def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | None, str]:
+    """The lineage step of the dedup decision, the reject reason (None: released) and its detail."""
+    if decision is None or "reason" not in decision:
+        step: dict[str, Any] = {"step": "dedup", "result": "pass"}
+        if decision and decision.get("near_duplicates"):
+            step["near_duplicates"] = decision["near_duplicates"]
+            step["kept_because"] = "first in release order"
+        return step, None, ""
+    step = {"step": "dedup", "result": "reject", **{k: v for k, v in decision.items() if k != "id"}}
+    if "duplicate_of" in decision:
+        return step, decision["reason"], f"same instruction, input and output as {decision['duplicate_of']}"
+    kept = decision["near_duplicate_of"]
+    step["kept_because"] = "first in release order"
+    return step, decision["reason"], (
+        f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
+        f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments("stages.publish", __doc__, ("--category", "--accepted", "--rejects", "--category-metrics",
+                                                 "--dedup", "--schema", "--suite", "--out", "--lineage", "--summary"), argv)
+    out_dir, lineage_dir = Path(args.out), Path(args.lineage)
+    sweep(out_dir, lineage_dir, args.summary)
+    name = args.category
+    cmetrics = read_json(Path(args.category_metrics), f"Run `dvc repro category@{name}` first")
+    from cqia.gx_gate import GateProcess, failure_report, load_suite
+
+    gate = GateProcess(load_suite(args.suite), [{"type": "expect_table_row_count_to_equal",
+                                                 "kwargs": {"value": cmetrics["raw"]}}])
+    decisions = load_decisions(Path(args.dedup), name)
+    schema = RecordSchema.from_file(args.schema)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pschema = parquet_schema()
+    fields = pschema.names
+    GX_SCHEMA = pa.schema([("id", pa.string()), ("status", pa.string()), ("reason", pa.string())])
+    released = 0
+    dropped: Counter[str] = Counter()
+    near_kept = 0
+    example = None
+    with Staging() as staging:
+        out, lin = staging.directory(out_dir), staging.directory(lineage_dir)
+        with open(out / RECORDS_FILE, "wb") as records_out, open(lin / LINEAGE_FILE, "wb") as lineage_handle, \
+                pq.ParquetWriter(out / PARQUET_FILE, pschema) as parquet:
+            lineage_out = LineageWriter(lineage_handle)
+            batch: list[dict[str, Any]] = []
+            for entry in progress(read_jsonl(args.accepted), f"publish {name}", total=cmetrics["accepted"]):
+                record, lineage = entry["record"], entry["lineage"]
+                record = {k: record[k] for k in fields}
+                step, reason, detail = dedup_step(decisions.pop(record["id"], None))
+                lineage["steps"].append(step)
+                if reason is not None:
+                    dropped[reason.partition(":")[0]] += 1
+                    lineage.update(status="rejected", reason=reason, detail=detail)
+                    lineage_out.write(lineage)
+                    continue
+                if not schema.is_valid(record):
+                    raise GateFailed(f"record {record['id']} fails the schema at the release gate "
+                                     f"({schema.explain(record)})", where=f"category {name}")
+                released += 1
+                near_kept += "near_duplicates" in step
+                example = example or record
+                line = dumps_line(record)
+                record_at = (records_out.tell(), line)
+                records_out.write(line)
+                batch.append(record)
+                if len(batch) >= BATCH:
+                    parquet.write_table(pa.Table.from_pylist(batch, schema=pschema))
+                    batch = []
+                lineage["status"] = "released"
+                lineage_out.write(lineage, record_at)
+            if batch:
+                parquet.write_table(pa.Table.from_pylist(batch, schema=pschema))
+            for entry in read_jsonl(args.rejects):
+                lineage_out.write(entry)
+        if decisions:
+            unknown = sorted(decisions)
+            raise GateFailed(f"the dedup decisions name {len(unknown)} id(s) that are not accepted records of this "
+                             f"category, e.g. {unknown[0]}", where=args.dedup, fix="Run `dvc repro dedup`")
+        index = lineage_out.index_table()
+        gate.validate_table(index.select(["id", "status", "reason"]).cast(GX_SCHEMA))
+        result = gate.result()
+        if not result["success"]:
+            raise GateFailed(failure_report(result, f"category {name} ({args.suite})"))
+        lineage_out.write_index(lin / INDEX_FILE, index)
+        if cmetrics["accepted"] != released + sum(dropped.values()):
+            raise GateFailed(f"accounting gate failed: {cmetrics['accepted']} accepted but {released} released + "
+                             f"{sum(dropped.values())} duplicates", where=f"category {name}")
+        rejected = Counter(cmetrics["rejected_by_reason"]) + dropped
+        files = {}
+        for path in sorted(out.iterdir()) + sorted(lin.iterdir()):
+            relpath = f"{name}/{path.name}" if path.parent == out else lineage_path(name, path.name)
+            with open(path, "rb") as handle:
+                files[relpath] = {"sha256": hashlib.file_digest(handle, "sha256").hexdigest(),
+                                  "bytes": path.stat().st_size}
+        summary = {"category": name, "raw": cmetrics["raw"], "accepted": cmetrics["accepted"],
+                   "released": released, "rejected": sum(rejected.values()),
+                   "rejected_by_reason": dict(sorted(rejected.items())),
+                   "near_duplicate_clusters": near_kept,
+                   "raw_inputs": {file: info["md5"] for file, info in cmetrics["files"].items()},
+                   "files": files, "example": example}
+        with staging.open(args.summary) as handle:
+            handle.write(dumps_pretty(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

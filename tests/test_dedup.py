@@ -1,0 +1,195 @@
+"""Dedup across the release (cqia/dedup.py, stages/dedup.py) and publishing one category (stages/publish.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from cqia.dedup import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
+from cqia.neardup import NearDupConfig
+from cqia.params import load_yaml
+from conftest import ROOT
+
+NEAR = NearDupConfig(threshold=0.8, ngram=3, num_perm=128, bands=32, seed=1)
+ANSWER = "抑郁症是一种常见的精神障碍，表现为持续的情绪低落、兴趣减退和精力不足，需要专业的评估和治疗。"
+
+
+def rec(rid: str, instruction: str, output: str, input: str = "") -> dict:
+    return {"id": rid, "instruction": instruction, "input": input, "output": output}
+
+
+def keys_of(category: str, records: list[dict], near: NearDupConfig | None = NEAR) -> Keys:
+    builder = KeysBuilder(category, near)
+    for record in records:
+        builder.add(record)
+    return builder.build()
+
+
+def test_exact_duplicates_point_at_the_first_occurrence():
+    keys = np.array([[1] * 16, [2] * 16, [1] * 16, [2] * 16, [1] * 16], dtype=np.uint8)
+    assert exact_duplicates(keys).tolist() == [0, 1, 0, 1, 0]
+    assert exact_duplicates(np.zeros((0, 16), np.uint8)).tolist() == []
+
+
+def test_the_key_is_over_the_normalised_texts_only():
+    a = rec("a-0000000000000001", "问", "答")
+    assert dedup_key(a) == dedup_key({**a, "id": "b-0000000000000002", "domain": ["x"]})
+    assert dedup_key(a) != dedup_key(rec("a-0000000000000001", "问答", ""))  # field boundaries count
+
+
+def test_cross_category_duplicates_keep_the_first_category_in_release_order():
+    first = keys_of("poison", [rec("poison-01", "什么是抑郁症？", ANSWER)])
+    later = keys_of("zhihu", [rec("zhihu-01", "什么是抑郁症？", ANSWER), rec("zhihu-02", "别的问题", "别的回答，完全不同。")])
+    out = decide([first, later], NEAR)
+    assert out == {"poison": [], "zhihu": [{"id": "zhihu-01", "reason": "duplicate_of:poison-01",
+                                            "duplicate_of": "poison-01"}]}
+
+
+def test_near_duplicates_name_the_kept_record_and_the_kept_one_lists_them():
+    records = [rec("z-01", "什么是抑郁症？", ANSWER),
+               rec("z-02", "什么是抑郁症?", ANSWER.replace("常见", "常见的")),   # ASCII "?" and one character more
+               rec("z-03", "怎样学好数学？", "多做题，多总结，理解概念比背公式更重要。")]
+    out = decide([keys_of("z", records)], NEAR)["z"]
+    assert out[0] == {"id": "z-01", "near_duplicates": ["z-02"]}
+    assert out[1]["id"] == "z-02" and out[1]["reason"] == "near_duplicate_of:z-01"
+    assert NEAR.threshold <= out[1]["similarity"] <= 1 and NEAR.threshold <= out[1]["output_similarity"] <= 1
+    assert len(out) == 2  # z-03 is kept and has no near duplicate: no decision
+
+
+def test_an_exact_copy_of_a_dropped_record_is_a_duplicate_of_its_first_occurrence():
+    records = [rec("z-01", "什么是抑郁症？", ANSWER),
+               rec("z-02", "什么是抑郁症?", ANSWER.replace("常见", "常见的")),
+               rec("z-03", "什么是抑郁症?", ANSWER.replace("常见", "常见的"))]
+    out = {d["id"]: d for d in decide([keys_of("z", records)], NEAR)["z"]}
+    assert out["z-02"]["reason"] == "near_duplicate_of:z-01"
+    assert out["z-03"]["reason"] == "duplicate_of:z-02"  # nothing of the pair is released
+
+
+def test_without_near_duplicate_detection_only_exact_copies_are_dropped():
+    records = [rec("z-01", "什么是抑郁症？", ANSWER), rec("z-02", "什么是抑郁症?", ANSWER)]
+    assert decide([keys_of("z", records, None)], None) == {"z": []}
+
+
+def test_keys_round_trip_through_arrow():
+    keys = keys_of("z", [rec("z-01", "问题一", ANSWER), rec("z-02", "问题二", "回答二")])
+    back = from_table("z", to_table(keys))
+    assert back.ids == keys.ids
+    assert np.array_equal(back.keys, keys.keys) and back.keys.shape == (2, 16)
+    assert np.array_equal(back.whole, keys.whole) and back.whole.shape == (2, NEAR.num_perm)
+    assert np.array_equal(back.output, keys.output)
+    plain = from_table("z", to_table(keys_of("z", [rec("z-01", "问", "答")], None)))
+    assert plain.whole is None and plain.output is None
+
+
+# --------------------------------------------------------------------------- the stages, run on the sample data
+
+
+def run_stage(module: str, *args: str) -> None:
+    import importlib
+
+    assert importlib.import_module(module).main(list(args)) == 0
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """category, dedup and publish run on the sample raw files of two categories."""
+    tmp = tmp_path_factory.mktemp("dedup")
+    params = tmp / "params.yaml"
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    params.write_text(text, encoding="utf-8")
+    cats = list(load_yaml(params)["categories"])
+    for cat in cats:
+        suite = load_yaml(params)["categories"][cat]["suite"]
+        run_stage("stages.category", "--category", cat, "--params", str(params), "--raw-dir",
+                  str(ROOT / "data/raw" / cat), "--reviews", str(ROOT / "data/reviews" / f"{cat}.jsonl"),
+                  "--schema", str(ROOT / "schemas/record.schema.json"), "--suite", str(ROOT / f"expectations/{suite}.json"),
+                  "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
+                  "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
+                  "--keys", str(tmp / "stages" / cat / "keys.parquet"),
+                  "--metrics", str(tmp / "stages" / cat / "metrics.json"))
+    dedup(tmp)
+    for cat in cats:
+        publish(tmp, cat)
+    return tmp, cats
+
+
+def dedup(tmp: Path) -> None:
+    run_stage("stages.dedup", "--params", str(tmp / "params.yaml"), "--stages-dir", str(tmp / "stages"),
+              "--schema", str(ROOT / "schemas/dedup.schema.json"), "--suite", str(ROOT / "expectations/dedup.json"),
+              "--out", str(tmp / "dedup"))
+
+
+def publish(tmp: Path, cat: str) -> None:
+    run_stage("stages.publish", "--category", cat, "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
+              "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
+              "--category-metrics", str(tmp / "stages" / cat / "metrics.json"),
+              "--dedup", str(tmp / "dedup" / f"{cat}.jsonl"), "--schema", str(ROOT / "schemas/record.schema.json"),
+              "--suite", str(ROOT / "expectations/publish.json"), "--out", str(tmp / "release" / cat),
+              "--lineage", str(tmp / "release/lineage" / cat), "--summary", str(tmp / "publish" / f"{cat}.json"))
+
+
+def test_every_raw_record_is_in_the_lineage_once_and_the_counts_add_up(built):
+    tmp, cats = built
+    for cat in cats:
+        metrics = json.loads((tmp / "stages" / cat / "metrics.json").read_text())
+        summary = json.loads((tmp / "publish" / f"{cat}.json").read_text())
+        index = pq.read_table(tmp / "release/lineage" / cat / "index.parquet").to_pylist()
+        assert len(index) == len({row["id"] for row in index}) == metrics["raw"] == summary["raw"]
+        released = [row for row in index if row["status"] == "released"]
+        assert len(released) == summary["released"] == len((tmp / "release" / cat / "train.jsonl").read_bytes().splitlines())
+        assert summary["released"] + summary["rejected"] == summary["raw"]
+        assert sum(summary["rejected_by_reason"].values()) == summary["rejected"]
+        assert all(row["reason"] for row in index if row["status"] == "rejected")
+
+
+def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
+    tmp, cats = built
+    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    dup = next(d for d in decisions if "duplicate_of" in d)
+    cat = dup["id"].rpartition("-")[0]
+    index = {row["id"]: row for row in pq.read_table(tmp / "release/lineage" / cat / "index.parquet").to_pylist()}
+    row = index[dup["id"]]
+    assert row["status"] == "rejected" and row["reason"] == dup["reason"]
+    with open(tmp / "release/lineage" / cat / "lineage.jsonl", "rb") as handle:
+        handle.seek(row["lineage_offset"])
+        lineage = orjson.loads(handle.read(row["lineage_length"]))
+    assert lineage["steps"][-1] == {"step": "dedup", "result": "reject", "reason": dup["reason"],
+                                    "duplicate_of": dup["duplicate_of"]}
+
+
+def test_a_change_to_a_later_category_leaves_the_earlier_decisions_byte_identical(built, tmp_path):
+    tmp, cats = built
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp, copy)
+    before = {cat: (copy / "dedup" / f"{cat}.jsonl").read_bytes() for cat in cats}
+    last = cats[-1]
+    keys = from_table(last, pq.read_table(copy / "stages" / last / "keys.parquet"))
+    extra = keys_of(last, [rec(f"{last}-ffffffffffffffff", "新加的问题", "新加的回答，与其他记录都不相同。")],
+                    NearDupConfig.from_params(load_yaml(copy / "params.yaml")["neardup"]))
+    grown = Keys(last, keys.ids + extra.ids, np.concatenate([keys.keys, extra.keys]),
+                 None if keys.whole is None else np.concatenate([keys.whole, extra.whole]),
+                 None if keys.output is None else np.concatenate([keys.output, extra.output]))
+    pq.write_table(to_table(grown), copy / "stages" / last / "keys.parquet")
+    dedup(copy)
+    assert {cat: (copy / "dedup" / f"{cat}.jsonl").read_bytes() for cat in cats} == before
+
+
+def test_a_decision_for_an_id_the_category_does_not_have_stops_publish(built, tmp_path):
+    tmp, cats = built
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp, copy)
+    cat = cats[0]
+    with open(copy / "dedup" / f"{cat}.jsonl", "ab") as handle:
+        handle.write(b'{"id":"%s-00000000000000ff","reason":"duplicate_of:x-0000000000000001","duplicate_of":"x-0000000000000001"}\n' % cat.encode())
+    from cqia.errors import GateFailed
+
+    with pytest.raises(GateFailed) as err:
+        publish(copy, cat)
+    assert "name 1 id(s) that are not accepted records of this category" in str(err.value)
+    assert not list((copy / "release").glob(".*.tmp")) and not list((copy / "release/lineage").glob(".*.tmp"))
