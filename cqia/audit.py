@@ -120,6 +120,7 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         "raw": found["raw"],
         "steps": found["steps"],
         "release": release.version,
+        **({"redacted": found["redacted"]} if found.get("redacted") else {}),
     }
     if result["status"] == "rejected":
         result["reason"] = found.get("reason")

@@ -5,6 +5,16 @@
 `process()` is a pure generator: it never sees a path or params.yaml. Each
 outcome carries its lineage (source location, the raw record verbatim and
 every step that touched it), so lineage is a lookup, never a reconstruction.
+
+Lineage is published (in the release and in the stage's rejects), so it must
+not carry the PII its category's `rules.pii` masks or rejects: in a category
+with such kinds, every text the lineage holds (the raw record, the steps'
+`before` and `after`, details and notes) has those spans replaced by the
+record's mask tokens, and `redacted` lists the kinds replaced. What an auditor
+checks against the immutable raw file stays exact: `source` has the raw
+file, its md5, the line, and `raw_sha256`, the sha256 of the raw record's
+verbatim text (the line without its newline, BOM and surrounding white space,
+or the JSON array element).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
+from cqia import pii
 from cqia.fileio import dumps_canonical
 from cqia.formats import FORMATS, MissingField, RawItem
 from cqia.normalize import normalize_text, rule_chain
@@ -26,6 +37,8 @@ from cqia.schema import RecordSchema
 RECORD_KEYS = ("id", "instruction", "input", "output", "task_type", "domain", "metadata",
                "answer_from", "human_verified", "copyright")
 TEXT_FIELDS = ("instruction", "input", "output")
+# The keys of lineage and of its steps that quote record text (the rest are codes, names and numbers).
+QUOTING_KEYS = ("before", "after", "detail", "note")
 
 
 def make_id(category: str, raw: Any, raw_text: str, occurrence: int) -> str:
@@ -86,11 +99,19 @@ class Processor:
             yield self.one(source, item)
 
     def one(self, source: Source, item: RawItem) -> Outcome:
+        outcome = self._judge(source, item)
+        if self.rules.pii_kinds:
+            redact_lineage(outcome.lineage, self.rules.pii_kinds)
+        return outcome
+
+    def _judge(self, source: Source, item: RawItem) -> Outcome:
         cat = self.category
         rid = make_id(cat.name, item.raw, item.text, self._occurrence(item.raw, item.text))
         loc: dict[str, Any] = {"file": source.file, "md5": source.md5, "line": item.line}
         if item.index is not None:
             loc["index"] = item.index
+        if item.reason != "invalid_utf8":       # its text shows the bad bytes as \xNN: not verbatim
+            loc["raw_sha256"] = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()
         lineage: dict[str, Any] = {
             "id": rid, "status": "rejected", "category": cat.name, "source": loc,
             "raw": item.raw if item.raw is not None else item.text,
@@ -180,3 +201,69 @@ class Processor:
         if dropped:
             step["dropped_keys"] = dropped
         return record, step
+
+
+def redact_lineage(lineage: dict[str, Any], kinds: tuple[str, ...]) -> None:
+    """Replace the PII of `kinds` in every text `lineage` carries by its mask token, in place.
+
+    The raw record is replaced by a redacted copy (its objects may be shared
+    with the record), the steps' quoting keys are redacted, and `redacted`
+    (after `raw`) lists the kinds replaced; it is absent if none were. Most
+    lineages hold nothing to redact: one search over all their texts says so.
+    """
+    quoting = [(holder, key) for holder in (lineage, *lineage["steps"]) for key in QUOTING_KEYS
+               if isinstance(holder.get(key), str)]
+    texts = [holder[key] for holder, key in quoting]
+    _strings(lineage["raw"], texts)
+    if not pii.may_hold("\n".join(texts)):
+        return
+    found: set[str] = set()
+    seen: dict[str, str] = {}           # a text often recurs: raw field, normalize before, mask before
+
+    def text(value: str) -> str:
+        if value not in seen:
+            new, kinds_found = pii.redact(value, kinds)
+            found.update(kinds_found)
+            seen[value] = new
+        return seen[value]
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, str):
+            return text(value)
+        if isinstance(value, dict):
+            return {key: copy(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [copy(item) for item in value]
+        if _number_text(value):
+            new = text(str(value))
+            return value if new == str(value) else new
+        return value
+
+    lineage["raw"] = copy(lineage["raw"])
+    for holder, key in quoting:
+        holder[key] = text(holder[key])
+    if found:
+        items = list(lineage.items())
+        lineage.clear()
+        for key, value in items:
+            lineage[key] = value
+            if key == "raw":
+                lineage["redacted"] = [kind for kind in kinds if kind in found]
+
+
+def _number_text(value: Any) -> bool:
+    """A JSON number long enough to be a phone number or a 身份证号 (13812345678 with no quotes)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**10
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _strings(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, out)
+    elif _number_text(value):
+        out.append(str(value))

@@ -22,9 +22,10 @@ that fires decides the reason. In the order they run:
     min_chars / max_chars      too_short, too_long         per field
     min_cjk_ratio              low_cjk_ratio       Han characters / (Han characters + words and
                                                    letters of other scripts), per field
-    max_char_repeats: N        repeated_chars      a character, or a pair, with a letter or an
+    max_char_repeats: N        repeated_chars      a unit of 1-4 characters, with a letter or an
                                                    emoji, repeated more than N times in a row
-                                                   ("哈哈哈…", "好的好的…"; not "-----")
+                                                   ("哈哈哈…", "好的好的…", "我爱你我爱你…";
+                                                   not "-----" or "|---|---|…")
     max_line_repeats: N        repeated_lines      a line (of 5+ characters) that occurs more
                                                    than N times in a field
 
@@ -131,6 +132,56 @@ def gbk_mojibake(text: str) -> tuple[str, str] | None:
     return None
 
 
+# --- repeated units: the prefilter ----------------------------------------------
+#
+# A unit of k characters repeated r times in a row is a stretch where
+# s[i] == s[i + k] for (r - 1) * k positions in a row; then also s[i] == s[i + S]
+# for r * k - S positions, for any S that k divides. The regexes that find the
+# repeats ((.)\1{N,} ... (.{4})\1{N,}) are tried at every position: ~2.5 us each
+# on a 200-character field, twelve searches for four unit lengths and three fields. The
+# prefilter does the comparison in C instead: the field as UTF-32 is one big
+# integer, and XOR with itself shifted by S characters is zero exactly where a
+# character equals the one S further on, so a long enough run of zero bytes
+# (bytes.find) is a necessary condition. One shift serves two unit lengths:
+# S = 2 for units of 1 and 2, S = 12 for units of 3 and 4. Normal text almost
+# never passes it (a separator line or a long number does, and the regex then
+# looks from there on: a match cannot start before the first zero run).
+
+REPEAT_SHIFTS = ((2, (1, 2)), (12, (3, 4)))        # (shift S, the unit lengths it serves), shortest unit first
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One shift of the prefilter, for a threshold `max_char_repeats`."""
+
+    bits: int           # the shift, in bits of UTF-32
+    zeros: bytes        # the zero bytes a repeat must leave; b"" if the threshold is too low to tell
+    min_len: int        # the shortest field that can hold a repeat of these unit lengths
+
+    @classmethod
+    def of(cls, shift: int, units: tuple[int, ...], most: int) -> Probe:
+        positions = min((most + 1) * k - shift for k in units)      # r = most + 1 repeats of a unit of k
+        return cls(32 * shift, bytes(4 * max(positions, 0)), (most + 1) * min(units))
+
+
+def _candidates(value: str, probes: tuple[Probe, ...]) -> list[int | None] | None:
+    """Per probe, where a repeat can start at the earliest (a character index), or None if nowhere;
+    None if a repeat can start nowhere at all (the common case)."""
+    starts: list[int | None] = []
+    number = None
+    for probe in probes:
+        if len(value) < probe.min_len:
+            starts.append(None)
+        elif not probe.zeros:
+            starts.append(0)
+        else:
+            if number is None:
+                number = int.from_bytes(value.encode("utf-32-le", "surrogatepass"), "little")
+            at = ((number >> probe.bits) ^ number).to_bytes(4 * len(value), "little").find(probe.zeros)
+            starts.append(at // 4 if at >= 0 else None)
+    return starts if starts.count(None) < len(starts) else None
+
+
 # --- configuration ---------------------------------------------------------------
 
 FIELD_KNOBS = ("min_chars", "max_chars", "min_cjk_ratio")
@@ -149,7 +200,8 @@ class Limits:
     echo_min_new_chars: int | None = None
     max_char_repeats: int | None = None
     max_line_repeats: int | None = None
-    repeats: tuple[re.Pattern, ...] = ()
+    repeats: tuple[tuple[re.Pattern, int], ...] = ()     # per unit length: its regex, its probe's index
+    probes: tuple[Probe, ...] = ()
 
 
 def _field_map(value: Any, knob: str, where: str, ratio: bool) -> dict[str, Any]:
@@ -189,10 +241,11 @@ def _limits(cfg: dict[str, Any], where: str, base: Limits | None = None) -> Limi
             changes[knob] = _count(cfg[knob], knob, where)
     limits = replace(base, **changes)
     most = limits.max_char_repeats
-    # Two fixed-width patterns: one search each costs ~2 us on a 200-character answer; one
-    # pattern for units of 1-4 characters (lazy, with a backreference) costs 5 times that.
-    return replace(limits, repeats=(re.compile(r"(?s)(.)\1{%d,}" % most), re.compile(r"(?s)(..)\1{%d,}" % most))
-                   if most else ())
+    if not most:
+        return replace(limits, repeats=(), probes=())
+    return replace(limits, repeats=tuple((re.compile(r"(?s)(.{%d})\1{%d,}" % (k, most)), group)
+                                         for group, (_, units) in enumerate(REPEAT_SHIFTS) for k in units),
+                   probes=tuple(Probe.of(shift, units, most) for shift, units in REPEAT_SHIFTS))
 
 
 class RuleSet:
@@ -318,15 +371,10 @@ class RuleSet:
                 verdict = _cjk_ratio(field, value, low)
                 if verdict:
                     return verdict
-        for pattern in limits.repeats:
-            for field, value in fields:
-                m = pattern.search(value)
-                while m and not _spam_unit(m.group(1)):
-                    m = pattern.search(value, m.end())
-                if m:
-                    unit = m.group(1)
-                    return ("repeated_chars", f"{field} repeats {unit!r} {len(m.group()) // len(unit)} times in a "
-                            f"row, max_char_repeats is {limits.max_char_repeats}")
+        if limits.repeats:
+            verdict = _repeated_chars(fields, limits)
+            if verdict:
+                return verdict
         if limits.max_line_repeats:
             for field, value in fields:
                 verdict = _repeated_lines(field, value, limits.max_line_repeats)
@@ -340,9 +388,29 @@ def _key(text: str) -> str:
     return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text)).casefold()
 
 
+def _repeated_chars(fields: list[tuple[str, str]], limits: Limits) -> Verdict:
+    """The shortest unit first (a run of 好的 is also a run of 好的好的), in field order."""
+    # The fields joined pass the prefilter if any field does: one probe per record in the common case.
+    if _candidates("".join(value for _, value in fields), limits.probes) is None:
+        return None
+    starts = [_candidates(value, limits.probes) for _, value in fields]
+    for pattern, group in limits.repeats:
+        for (field, value), at in zip(fields, starts):
+            if at is None or at[group] is None:
+                continue
+            m = pattern.search(value, at[group])
+            while m and not _spam_unit(m.group(1)):
+                m = pattern.search(value, m.end())
+            if m:
+                unit = m.group(1)
+                return ("repeated_chars", f"{field} repeats {unit!r} {len(m.group()) // len(unit)} times in a "
+                        f"row, max_char_repeats is {limits.max_char_repeats}")
+    return None
+
+
 def _spam_unit(unit: str) -> bool:
-    """A repeated character or pair is spam if it has a letter (any script) or an emoji: separators
-    ("----------"), indentation and long numbers are not."""
+    """A repeated unit is spam if it has a letter (any script) or an emoji: separators
+    ("----------", "|---|---|"), indentation and long numbers are not."""
     return any(ch.isalpha() or ord(ch) >= 0x1F000 or 0x2600 <= ord(ch) <= 0x27BF for ch in unit)
 
 

@@ -1,7 +1,8 @@
 """Stage `dedup`: exact and near duplicates across the whole release -> one decision file per category.
 
     python -m stages.dedup --params params.yaml --stages-dir data/stages \\
-        --schema schemas/dedup.schema.json --suite expectations/dedup.json --out data/dedup
+        --schema schemas/dedup.schema.json --suite expectations/dedup.json --out data/dedup \\
+        --metrics data/dedup_metrics.json
 
 Reads `categories` (the release order) and `neardup` from params, and each
 category's `keys.parquet` (written by its category stage: id, exact key and
@@ -21,7 +22,7 @@ from pathlib import Path
 from cqia.dedup import Keys, decide, from_table
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import Staging, dumps_line
+from cqia.fileio import Staging, dumps_line, dumps_pretty
 from cqia.formats import FORMAT_NAMES
 from cqia.neardup import NearDupConfig
 from cqia.params import load_categories, load_yaml
@@ -42,9 +43,10 @@ def gx_row(decision: dict) -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments("stages.dedup", __doc__, ("--params", "--stages-dir", "--schema", "--suite", "--out"), argv)
+    args = arguments("stages.dedup", __doc__, ("--params", "--stages-dir", "--schema", "--suite", "--out",
+                                               "--metrics"), argv)
     out_dir, stages_dir = Path(args.out), Path(args.stages_dir)
-    sweep(out_dir)
+    sweep(out_dir, args.metrics)
     params = load_yaml(args.params)
     categories = load_categories(params, FORMAT_NAMES, args.params)
     near = NearDupConfig.from_params(params.get("neardup"), args.params)
@@ -85,10 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     result = gate.result()
     if not result["success"]:
         raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
+    counts = {cat.name: {"accepted": len(part.ids),
+                         "duplicates": sum("duplicate_of" in d for d in decisions[cat.name]),
+                         "near_duplicates": sum("near_duplicate_of" in d for d in decisions[cat.name]),
+                         "clusters": sum("near_duplicates" in d for d in decisions[cat.name])}
+              for cat, part in zip(categories, parts)}
+    metrics = {"neardup": near.as_dict(), "categories": counts,
+               **{k: sum(c[k] for c in counts.values()) for k in ("accepted", "duplicates", "near_duplicates", "clusters")},
+               "gates": {"schema": {"decisions": len(rows), "success": True}, "great_expectations": result}}
     with Staging() as staging:
         tmp = staging.directory(out_dir)
         for cat in categories:
             (tmp / f"{cat.name}.jsonl").write_bytes(b"".join(dumps_line(d) for d in decisions[cat.name]))
+        with staging.open(args.metrics) as out:
+            out.write(dumps_pretty(metrics))
     return 0
 
 

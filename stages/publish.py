@@ -152,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                    "rejected_by_reason": dict(sorted(rejected.items())),
                    "near_duplicate_clusters": near_kept,
                    "raw_inputs": {file: info["md5"] for file, info in cmetrics["files"].items()},
-                   "files": files, "example": example}
+                   "files": files, "example": example,
+                   "gates": {"schema": {"released_checked": released, "success": True},
+                             "accounting": {"accepted": cmetrics["accepted"], "released": released,
+                                            "duplicates": sum(dropped.values()), "success": True},
+                             "great_expectations": result}}
         with staging.open(args.summary) as handle:
             handle.write(dumps_pretty(summary))
     return 0

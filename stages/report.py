@@ -1,33 +1,41 @@
-"""Stage `report`: the release's statistics as DVC metrics and plots, and offline Data Docs.
+"""Stage `report`: the release's statistics as DVC metrics and plots, and GX Data Docs of the gates.
 
     python -m stages.report --params params.yaml --stages-dir data/stages \\
         --release data/release --release-metrics data/release_metrics.json \\
+        --dedup-metrics data/dedup_metrics.json --publish-dir data/publish \\
         --schema schemas/record.schema.json --suites expectations \\
         --metrics data/reports/metrics.json --plots data/reports/plots \\
         --datadocs data/reports/datadocs
 
 Reads `release.version` and `categories` from params. Writes per-category
-statistics (`dvc metrics show`), one CSV per category and plot under
-`--plots` (`dvc plots show`), and one HTML page per gate run under
-`--datadocs` (see cqia/reports.py). Nothing here is in data/release, so
-consumers of a release do not download the report.
+statistics (`dvc metrics show`, see cqia/reports.py), one CSV per category and
+plot under `--plots` (`dvc plots show`), and under `--datadocs` one Great
+Expectations Data Docs page per gate run (category-<name>.html for each
+category stage, release.html for merge), rendered by GX from the results the
+stages wrote to their metrics and made to read offline, plus index.html
+linking them (see cqia/datadocs.py). The GX pages cost the stage about 2 s of
+importing great_expectations, which happens only when they are rendered.
+Nothing here is in data/release, so consumers of a release do not download
+the report.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from cqia.datadocs import gate_page, index_page
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError
 from cqia.fileio import Staging, dumps_pretty, read_jsonl
 from cqia.formats import FORMAT_NAMES
 from cqia.params import load_categories, load_yaml
-from cqia.reports import PLOTS, CategoryStats, gate_page, index_page
+from cqia.reports import PLOTS, CategoryStats
 from cqia.schema import RecordSchema
 
 ALL = "all"
@@ -54,8 +62,23 @@ def suite_notes(suites: Path, name: str) -> str:
     return str((orjson.loads(path.read_bytes()).get("meta") or {}).get("notes", ""))
 
 
+def write_gate_page(docs: Path, href: str, gx: dict[str, Any], run_name: str, data_asset: str, suites: Path,
+                    suite: str, datadocs: str, **gates: Any) -> dict[str, Any]:
+    """Write the GX page of one gate run (its suite linked relative to where the page ends up);
+    return its row of the index."""
+    suite_file = suites / f"{suite}.json"
+    suite_href = os.path.relpath(suite_file, datadocs) if suite_file.is_file() else ""
+    html = gate_page(gx, run_name, data_asset, notes=suite_notes(suites, suite), suite_href=suite_href, **gates)
+    (docs / href).write_text(html, encoding="utf-8")
+    expectations = gx.get("expectations", [])
+    return {"href": href, "name": run_name, "suite": gx.get("suite", ""), "rows": gx.get("rows", 0),
+            "success": bool(gx.get("success")), "evaluated": len(expectations),
+            "unsuccessful": sum(1 for e in expectations if not e.get("success"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.report", __doc__, ("--params", "--stages-dir", "--release", "--release-metrics",
+                                                "--dedup-metrics", "--publish-dir",
                                                 "--schema", "--suites", "--metrics", "--plots", "--datadocs"), argv)
     sweep(args.metrics, args.plots, args.datadocs)
 
@@ -100,31 +123,44 @@ def main(argv: list[str] | None = None) -> int:
         for cat in categories:
             cmetrics = read_json(stages_dir / cat.name / "metrics.json", f"Run `dvc repro category@{cat.name}` first")
             gates = cmetrics["gates"]
-            gx = gates["great_expectations"]
             acc = gates["accounting"]
             files = ", ".join(f"{f} (md5 {info['md5']}, {info['records']} records)"
                               for f, info in cmetrics["files"].items())
-            html = gate_page(
-                f"category {cat.name}: gate run", gx, suite_notes(suites, cat.suite),
+            pages.append(write_gate_page(
+                docs, f"category-{cat.name}.html", gates["great_expectations"], f"category@{cat.name}",
+                f"{cat.name} (accepted records)", suites, cat.suite, args.datadocs,
                 other_gates=[("JSON Schema", True, f"schema version {schema_version}: "
                                                    f"{gates['schema']['rejected']} records rejected as schema_invalid"),
                              ("accounting", bool(acc["success"]),
                               f"raw {acc['raw']} = accepted {acc['accepted']} + rejected {acc['rejected']}")],
-                context=[("stage", f"category@{cat.name}"), ("raw files", files)])
-            href = f"category-{cat.name}.html"
-            (docs / href).write_text(html, encoding="utf-8")
-            pages.append({"href": href, "name": f"category@{cat.name}", "suite": gx.get("suite", ""),
-                          "rows": gx.get("rows", 0), "success": gx.get("success")})
+                context=[("stage", f"category@{cat.name}"), ("raw files", files)]))
+        dedup = read_json(Path(args.dedup_metrics), "Run `dvc repro dedup` first")
+        pages.append(write_gate_page(
+            docs, "dedup.html", dedup["gates"]["great_expectations"], "dedup", "dedup decisions", suites,
+            "dedup", args.datadocs,
+            other_gates=[("JSON Schema", bool(dedup["gates"]["schema"]["success"]),
+                          f"{dedup['gates']['schema']['decisions']} decisions checked against dedup.schema.json")],
+            context=[("stage", "dedup"), ("accepted records compared", dedup["accepted"]),
+                     ("exact duplicates", dedup["duplicates"]), ("near duplicates", dedup["near_duplicates"])]))
+        for cat in categories:
+            part = read_json(Path(args.publish_dir) / f"{cat.name}.json", f"Run `dvc repro publish@{cat.name}` first")
+            acc = part["gates"]["accounting"]
+            pages.append(write_gate_page(
+                docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",
+                f"{cat.name} (lineage index)", suites, "publish", args.datadocs,
+                other_gates=[("JSON Schema", bool(part["gates"]["schema"]["success"]),
+                              f"{part['gates']['schema']['released_checked']} released records checked again"),
+                             ("accounting", bool(acc["success"]),
+                              f"accepted {acc['accepted']} = released {acc['released']} + duplicates {acc['duplicates']}")],
+                context=[("stage", f"publish@{cat.name}"), ("raw records", part["raw"])]))
         gx = release_metrics["gates"]["great_expectations"]
-        html = gate_page(f"release {version}: gate run", gx, suite_notes(suites, gx.get("suite", "release")),
-                         other_gates=[("accounting", bool(release_metrics["gates"]["accounting"]["success"]),
-                                       "accepted = released + duplicates + near duplicates, per category")],
-                         context=[("stage", "merge"), ("released records", release_metrics["released"])])
-        (docs / "release.html").write_text(html, encoding="utf-8")
-        pages.append({"href": "release.html", "name": "merge (release)", "suite": gx.get("suite", ""),
-                      "rows": gx.get("rows", 0), "success": gx.get("success")})
-        (docs / "index.html").write_text(index_page(f"Data Docs: gate runs of release {version}", pages),
-                                         encoding="utf-8")
+        pages.append(write_gate_page(
+            docs, "release.html", gx, "merge", f"release {version}", suites, gx.get("suite") or "release",
+            args.datadocs,
+            other_gates=[("accounting", bool(release_metrics["gates"]["accounting"]["success"]),
+                          "raw = released + rejected, per category; released ids = the summaries' counts")],
+            context=[("stage", "merge"), ("released records", release_metrics["released"])]))
+        (docs / "index.html").write_text(index_page(f"Gate runs of release {version}", pages), encoding="utf-8")
     return 0
 
 

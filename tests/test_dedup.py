@@ -122,7 +122,7 @@ def built(tmp_path_factory):
 def dedup(tmp: Path) -> None:
     run_stage("stages.dedup", "--params", str(tmp / "params.yaml"), "--stages-dir", str(tmp / "stages"),
               "--schema", str(ROOT / "schemas/dedup.schema.json"), "--suite", str(ROOT / "expectations/dedup.json"),
-              "--out", str(tmp / "dedup"))
+              "--out", str(tmp / "dedup"), "--metrics", str(tmp / "dedup_metrics.json"))
 
 
 def publish(tmp: Path, cat: str) -> None:
@@ -146,6 +146,17 @@ def test_every_raw_record_is_in_the_lineage_once_and_the_counts_add_up(built):
         assert summary["released"] + summary["rejected"] == summary["raw"]
         assert sum(summary["rejected_by_reason"].values()) == summary["rejected"]
         assert all(row["reason"] for row in index if row["status"] == "rejected")
+
+
+def test_dedup_metrics_count_the_decisions_and_keep_the_gate_results(built):
+    tmp, cats = built
+    metrics = json.loads((tmp / "dedup_metrics.json").read_text())
+    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    assert metrics["duplicates"] == sum("duplicate_of" in d for d in decisions) > 0
+    assert metrics["accepted"] == sum(json.loads((tmp / "stages" / c / "metrics.json").read_text())["accepted"] for c in cats)
+    assert metrics["gates"]["great_expectations"]["success"] and metrics["gates"]["schema"]["decisions"] == len(decisions)
+    summary = json.loads((tmp / "publish" / f"{cats[0]}.json").read_text())
+    assert summary["gates"]["great_expectations"]["rows"] == summary["raw"]
 
 
 def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):

@@ -1,10 +1,12 @@
 """The category core: ids, mapping, review decisions and the schema gate, with no files."""
 
+import hashlib
 from pathlib import Path
 
+import orjson
 import pytest
 
-from cqia.formats import FORMAT_NAMES, parse_jsonl
+from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import category_from_params
 from cqia.errors import CqiaError
 from cqia.records import Processor, Source, make_id
@@ -34,7 +36,9 @@ def test_released_record_has_domain_labels_defaults_and_lineage():
     assert out.accepted
     assert out.record["instruction"] == "AI会取代医生吗？"
     assert out.record["domain"] == ["人类价值观", "数据科学", "data_science"]
-    assert out.lineage["source"] == {"file": SRC.file, "md5": SRC.md5, "line": 1}
+    line = '{"prompt": "ＡＩ会取代医生吗？", "answer": "不会完全取代。", "domain_en": "data_science", "domain_zh": "数据科学"}'
+    assert out.lineage["source"] == {"file": SRC.file, "md5": SRC.md5, "line": 1,
+                                     "raw_sha256": hashlib.sha256(line.encode()).hexdigest()}
     norm = [s for s in out.lineage["steps"] if s["step"] == "normalize"]
     assert norm == [{"step": "normalize", "field": "instruction", "rules": ["fullwidth_ascii"],
                      "before": "ＡＩ会取代医生吗？", "after": "AI会取代医生吗？"}]
@@ -148,7 +152,8 @@ def test_every_transform_is_a_lineage_step_in_order():
                      ("normalize", "output", ["opencc_t2s", "fullwidth_ascii"]),
                      ("mask", "output", ["email", "phone"])]
     mask = out.lineage["steps"][4]
-    assert mask["before"] == "不会。有问题请写信到 ai@example.cn 或致电13812345678"
+    assert mask["before"] == mask["after"] == "不会。有问题请写信到 [EMAIL] 或致电[PHONE]"    # lineage is redacted
+    assert out.lineage["redacted"] == ["email", "phone"]
 
 
 @pytest.mark.parametrize("line, reason, detail", [
@@ -190,3 +195,121 @@ def test_a_review_file_saved_with_a_bom_and_crlf_reads():
            b'{"id": "t-2", "decision": "reject", "reviewer": "li", "date": "2024-01-02"}\r\n']
     assert [(d.id, d.decision, d.line) for d in load_decisions(log, "r.jsonl").values()] == [
         ("t-1", "accept", 1), ("t-2", "reject", 2)]
+
+
+# --- PII does not survive in lineage ---------------------------------------------------------
+
+PII = dict(CLEAN, rules=dict(CLEAN["rules"], pii={"email": "mask", "phone": "mask", "id_card": "reject", "qq": "mask"}))
+KEEP = dict(CLEAN, rules=dict(CLEAN["rules"], pii={"email": "keep", "phone": "keep", "id_card": "keep", "qq": "keep"}))
+
+
+def poison_line(prompt, answer):
+    return orjson.dumps({"prompt": prompt, "answer": answer}).decode()
+
+
+def assert_no_pii(lineage, secrets):
+    data = orjson.dumps(lineage)
+    for secret in secrets:
+        assert secret.encode() not in data, secret
+
+
+@pytest.mark.parametrize("prompt, answer, secrets, kinds", [
+    ("怎么联系你？", "发邮件到 zhang.san@example.com，或打 13812345678，QQ号：123456789",        # simplified
+     ["zhang.san@example.com", "13812345678", "123456789"], ["email", "phone", "qq"]),
+    ("怎麼聯繫你？", "請寄信至 li_si@example.com.tw，致電 138-1234-5678，QQ號碼：987654321",      # traditional
+     ["li_si@example.com.tw", "138-1234-5678", "1234-5678", "987654321"], ["email", "phone", "qq"]),
+    ("ＡＩ客服电话多少？", "电话１３８１２３４５６７８，ＱＱ：１２３４５６７８９，邮箱ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ",  # full-width
+     ["１３８１２３４５６７８", "13812345678", "１２３４５６７８９", "123456789", "ｗａｎｇ＠ｅｘａｍｐｌｅ",
+      "wang＠example"], ["email", "phone", "qq"]),
+    ("How to reach 客服？", "Mail wang_wu@qq.com or call +86 139 8765 4321 (座机 010-12345678), 扣扣 54321",  # mixed
+     ["wang_wu@qq.com", "139 8765 4321", "010-12345678", "54321"], ["email", "phone", "qq"]),
+    ("电话是多少？", "拨打138\u200b1234\u200b5678即可",                                     # hidden inside a number
+     ["1234\u200b5678", "12345678"], ["phone"]),
+])
+def test_masked_pii_is_redacted_everywhere_in_lineage(prompt, answer, secrets, kinds):
+    line = poison_line(prompt, answer)
+    _, [out] = run([line], PII)
+    assert out.accepted and "[PHONE]" in out.record["output"]
+    assert_no_pii(out.lineage, secrets)
+    assert out.lineage["redacted"] == kinds
+    assert list(out.lineage)[list(out.lineage).index("raw") + 1] == "redacted"
+    assert out.lineage["raw"]["answer"].count("[") == len(kinds) + ("010-" in answer)
+    assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(line.encode()).hexdigest()   # the verbatim line
+
+
+@pytest.mark.parametrize("answer, secret", [
+    ("身份证号11010519491231002X，请核对", "11010519491231002X"),
+    ("身分證號碼：１１０１０５１９４９１２３１００２Ｘ", "１１０１０５１９４９１２３１００２Ｘ"),      # traditional, full-width
+    ("ID card: 11010519491231002x, mail a@b.cn", "11010519491231002x"),
+])
+def test_a_record_rejected_for_pii_has_redacted_lineage(answer, secret):
+    line = poison_line("核对身份证", answer)
+    _, [out] = run([line], PII)
+    assert out.reason == "pii" and out.lineage["detail"].startswith("output contains a 身份证号 at character")
+    assert_no_pii(out.lineage, [secret, secret.upper(), "11010519491231002X", "a@b.cn"])
+    assert "[ID_CARD]" in out.lineage["raw"]["answer"] and "id_card" in out.lineage["redacted"]
+    assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_rejects_by_other_rules_and_unparsed_lines_are_redacted_too():
+    lines = ['{"prompt": "问\\u0000题\\u0001三\\u0002四\\u0003", "answer": "电话13812345678"}',   # invisible_chars
+             '{"prompt": "电话", "answer": "13812345678", "oops"}',                                   # invalid_json
+             poison_line("电话", "好")]                                                                  # too_short: no PII
+    _, outs = run(lines, PII)
+    assert [o.reason for o in outs] == ["invisible_chars", "invalid_json", "too_short"]
+    for out in outs[:2]:
+        assert_no_pii(out.lineage, ["13812345678"])
+        assert out.lineage["redacted"] == ["phone"]
+    assert outs[1].lineage["raw"] == '{"prompt": "电话", "answer": "[PHONE]", "oops"}'
+    assert "redacted" not in outs[2].lineage
+
+
+def test_review_notes_and_rejects_quoting_text_are_redacted():
+    line = poison_line("问题", "回答内容")
+    _, [first] = run([line], PII)
+    log = [orjson.dumps({"id": first.id, "decision": "reject", "reviewer": "li", "date": "2024-01-02",
+                         "note": "答案里有作者电话 13812345678"})]
+    _, [out] = run([line], PII, decisions=load_decisions(log, "r.jsonl"))
+    assert out.reason == "review_rejected"
+    assert_no_pii(out.lineage, ["13812345678"])
+    assert out.lineage["detail"] == "答案里有作者电话 [PHONE]"
+
+
+def test_array_records_hash_the_element_verbatim():
+    element = '{\n    "instruction": "联系方式？", "input": "",\n    "output": "电话 13812345678"\n  }'
+    data = f"\ufeff[\n  {element}\n]\n".encode()
+    entry = dict(ENTRY, format="coig-human-value", raw=["a.json"], rules=PII["rules"])
+    cat = category_from_params("t", entry, FORMAT_NAMES)
+    [out] = Processor(cat, SCHEMA, {}).process(SRC, parse_json_array(data))
+    assert out.lineage["source"]["index"] == 1
+    assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(element.encode()).hexdigest()
+    assert out.lineage["raw"]["output"] == "电话 [PHONE]"
+    assert_no_pii(out.lineage, ["13812345678"])
+
+
+def test_a_phone_number_written_as_a_json_number_is_redacted():
+    entry = dict(PII, format="cqia-jsonl", defaults={})
+    line = ('{"instruction": "客服电话？", "input": "", "output": "见元数据里的号码", "task_type": {"major": ["问答"], '
+            '"minor": []}, "domain": ["通用"], "metadata": "", "answer_from": "human", "human_verified": false, '
+            '"copyright": "", "phone": 13812345678, "upvotes": 1532}')
+    _, [out] = run([line], entry)
+    assert out.lineage["raw"]["phone"] == "[PHONE]" and out.lineage["raw"]["upvotes"] == 1532
+    assert out.lineage["redacted"] == ["phone"]
+    assert_no_pii(out.lineage, ["13812345678"])
+
+
+def test_redaction_leaves_the_raw_objects_alone():
+    line = poison_line("电话？", "13812345678")
+    items = list(parse_jsonl([line.encode() + b"\n"]))
+    cat = category_from_params("t", PII, FORMAT_NAMES)
+    [out] = Processor(cat, SCHEMA, {}).process(SRC, items)
+    assert items[0].raw["answer"] == "13812345678" and out.lineage["raw"]["answer"] == "[PHONE]"
+
+
+def test_a_category_that_keeps_pii_keeps_its_raw_verbatim():
+    line = poison_line("怎么联系你？", "发邮件到 zhang.san@example.com，或打１３８１２３４５６７８")
+    _, [out] = run([line], KEEP)
+    assert out.accepted and out.record["output"] == "发邮件到 zhang.san@example.com，或打13812345678"
+    assert out.lineage["raw"] == orjson.loads(line)
+    assert "redacted" not in out.lineage
+    assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(line.encode()).hexdigest()

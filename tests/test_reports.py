@@ -1,8 +1,10 @@
-"""Reports (cqia/reports.py, stages/report.py): statistics, DVC metrics and plots, offline Data Docs.
+"""Reports (cqia/reports.py, cqia/datadocs.py, stages/report.py): statistics, DVC metrics and plots,
+GX Data Docs that read offline.
 
-Fast tests run the pure core and the stage entry on a hand-built tree; one end-to-end test
-runs `dvc repro` in a temp repo (with a planted near duplicate, so merge's near-duplicate
-detection is checked on the real pipeline too), then `dvc metrics show` and `dvc plots show`.
+Fast tests run the pure core, GX's renderer (real, no network) and the stage entry on a hand-built
+tree; one end-to-end test runs `dvc repro` in a temp repo (with a planted near duplicate, so merge's
+near-duplicate detection is checked on the real pipeline too), then `dvc metrics show` and
+`dvc plots show`, and reads the Data Docs it built.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -18,13 +21,15 @@ import pytest
 
 from cqia.errors import CqiaError
 from cqia.fileio import dumps_line, dumps_pretty, read_jsonl
-from cqia.reports import CategoryStats, gate_page, index_page, percentile
+from cqia.datadocs import RUN_TIME, gate_page, index_page, offline
+from cqia.reports import CategoryStats, percentile
 from stages import report
 from conftest import release_lineage
 from tests.conftest import ROOT
 
-# External style sheets, scripts, fonts or imports: anything a browser would fetch.
-REMOTE = re.compile(r"""(<link[^>]+href\s*=\s*["']?(https?:)?//|<script[^>]+src\s*=|@import|url\(\s*["']?(https?:)?//)""",
+# A reference to another host (http://, https:// or //) in src, href, url() or @import: what GX's
+# own pages carry for Bootstrap, jQuery, Font Awesome and its logo.
+REMOTE = re.compile(r"""(\b(src|srcset|href)\s*=\s*["']?\s*|url\(\s*["']?\s*|@import\s+(url\()?\s*["']?\s*)(https?:)?//""",
                     re.IGNORECASE)
 
 
@@ -76,25 +81,110 @@ GX_RESULT = {"suite": "default", "success": False, "rows": 25, "expectations": [
     {"expectation": "expect_column_values_to_be_unique", "column": "id", "success": True, "unexpected_count": 0},
     {"expectation": "expect_column_values_to_be_in_set", "column": "answer_from", "success": False,
      "unexpected_count": 2, "sample_ids": ["zhihu-<script>alert(1)</script>"], "kwargs": {"value_set": ["human", "llm"]}},
+    {"expectation": "expect_table_row_count_to_equal", "column": None, "success": True, "unexpected_count": 0,
+     "kwargs": {"value": 25}},
 ]}
 
 
-def test_gate_page_reads_offline_and_names_every_expectation():
-    page = gate_page("category zhihu: gate run", GX_RESULT, "Suite notes & more",
-                     other_gates=[("accounting", True, "raw 31 = accepted 25 + rejected 6")])
+def zhihu_page(gx=GX_RESULT) -> str:
+    return gate_page(gx, "category@zhihu", "zhihu (accepted records)", notes="Suite notes & more",
+                     suite_href="../../../expectations/default.json",
+                     other_gates=[("accounting", True, "raw 31 = accepted 25 + rejected 6")],
+                     context=[("stage", "category@zhihu")])
+
+
+def section(page: str, name: str) -> str:
+    """The HTML of one of the page's sections (GX: a div.ge-section whose header names it)."""
+    parts = re.split(r'(?=<div id="section-\d+" class="ge-section)', page)
+    found = [p for p in parts if re.search(rf"<h5[^>]*>\s*{re.escape(name)}\s*</h5>", p)]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def test_gate_page_is_great_expectations_data_docs():
+    page = zhihu_page()
+    # GX's validation page: its sidebar, Overview, Statistics and Info, one section per column.
+    assert "<h4>Expectation Validation Result</h4>" in page
+    assert "Validations / default / zhihu (accepted records) / category@zhihu / 1970-01-01T00:00:00Z" in page
+    assert re.search(r"Evaluated Expectations</div></td><td[^>]*><div[^>]*>3<", page)
+    assert re.search(r"Unsuccessful Expectations</div></td><td[^>]*><div[^>]*>1<", page)
+    assert re.search(r"Run Name</div></td><td[^>]*><div[^>]*>category@zhihu<", page)
+    assert '<a href="../../../expectations/default.json">default</a>' in page           # the suite, as a file
+    # Each expectation in GX's words, with the failing count GX computes from the result.
+    assert 'values must be unique.' in section(page, "id")
+    assert 'Must have exactly <span class="badge badge-secondary" >25</span> rows.' in page
+    answer_from = section(page, "answer_from")
+    assert ('values must belong to this set: <span class="badge badge-secondary" >human</span> '
+            '<span class="badge badge-secondary" >llm</span>.') in answer_from
+    assert "2 unexpected values found. 8% of 25 total rows." in answer_from
+    # Our section, in GX's components: the other gates, the inputs, failing rows, notes; all escaped.
+    gate_run = section(page, "Gate run")
+    assert "raw 31 = accepted 25 + rejected 6" in gate_run
+    assert "2 of 3 expectations passed" in gate_run
+    assert "zhihu-&lt;script&gt;alert(1)&lt;/script&gt;" in gate_run and "Suite notes &amp; more" in gate_run
+
+
+def test_a_failing_expectation_shows_as_failed():
+    page = zhihu_page()
+    failed, passed = '<i class="fas fa-times text-danger"', '<i class="fas fa-check-circle text-success"'
+    assert failed in section(page, "answer_from") and passed not in section(page, "answer_from")
+    assert passed in section(page, "id") and failed not in section(page, "id")
+    assert re.search(r'Status:</span> <i class="fas fa-times text-danger"[^>]*></i> Failed', page)
+    # GX marks passing rows for its "Failed Only" filter; the failing one is not marked.
+    assert "hide-succeeded-validation-target-child" not in section(page, "answer_from")
+    passing = zhihu_page(GX_RESULT | {"success": True, "expectations": GX_RESULT["expectations"][:1]})
+    assert re.search(r'Status:</span> <i class="fas fa-check-circle text-success"[^>]*></i> Succeeded', passing)
+
+
+def test_gate_page_fetches_nothing_and_runs_no_script():
+    page = zhihu_page()
     assert not REMOTE.search(page)
     assert "http://" not in page and "https://" not in page
-    assert "<code>expect_column_values_to_be_unique</code>" in page
-    assert "<code>expect_column_values_to_be_in_set</code>" in page
-    assert '<span class="badge fail">FAILED</span>' in page and "1 of 2" in page
-    assert "<script" not in page                                       # values are escaped
-    assert "zhihu-&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "{&quot;value_set&quot;:[&quot;human&quot;,&quot;llm&quot;]}" in page
-    assert "Suite notes &amp; more" in page
-    assert REMOTE.search('<link rel="stylesheet" href="https://cdn.example/x.css">')    # the check can fail
-    index = index_page("Data Docs", [{"href": "category-zhihu.html", "name": "category@zhihu", "suite": "default",
-                                      "rows": 25, "success": False}])
-    assert '<a href="category-zhihu.html">category@zhihu</a>' in index and not REMOTE.search(index)
+    for tag in ("<script", "<link", "<img", "onclick=", "@import", "url("):
+        assert tag not in page, tag
+    assert page.count("<style>") == 1                                   # ours, not GX's
+    # the check itself catches what GX's template carries
+    for remote in ('<link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"/>',
+                   '<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>',
+                   '<img class="NO-CACHE" src="https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png"',
+                   "background: url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/full_logo_dark.png')",
+                   '@import "//fonts.example/x.css";'):
+        assert REMOTE.search(remote), remote
+
+
+def test_gate_page_is_the_same_bytes_every_time_and_reads_no_clock():
+    first = zhihu_page()
+    assert zhihu_page() == first
+    now = datetime.now(timezone.utc)
+    for stamp in (now.strftime("%Y%m%dT"), now.strftime("%Y-%m-%dT"), str(now.year)):
+        assert stamp not in first, stamp                                # no run time, no ?d= on a logo URL
+    assert RUN_TIME in first
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", first)   # no uuid4 ids
+
+
+def test_offline_removes_what_gx_fetches_and_stops_on_anything_new():
+    page = ('<html><head><title>x</title><link rel="stylesheet" href="https://cdn.example/b.css"/>'
+            '<script src="https://cdn.example/j.js"></script><style>a{background:url("https://x/y.png")}</style>'
+            '</head><body><a href="../../../../index.html"><img src="https://s3.example/logo.png" alt="GX"/></a>'
+            '<label onclick="f()">x</label><footer><a href="https://example.com/news">Subscribe</a></footer></body></html>')
+    out = offline(page, "Validations / t")
+    assert not REMOTE.search(out) and "<title>Validations / t</title>" in out
+    assert '<a href="index.html"><span>GX</span></a>' in out and "onclick" not in out
+    with pytest.raises(CqiaError) as err:
+        offline("<html><head></head><body><video src='https://cdn.example/v.mp4'></video></body></html>", "t")
+    assert str(err.value) == ("cqia/datadocs.py: the Data Docs page 't' still fetches something: "
+                              "<video src='https://cdn.example/v.mp4'>. great_expectations' page template has "
+                              "changed; extend `offline` to remove it")
+
+
+def test_index_page_links_every_gate_run():
+    index = index_page("Gate runs of release v0.1", [
+        {"href": "category-zhihu.html", "name": "category@zhihu", "suite": "default", "rows": 25, "success": False,
+         "evaluated": 3, "unsuccessful": 1}])
+    assert '<a href="category-zhihu.html">category@zhihu</a>' in index
+    assert '<i class="fas fa-times text-danger" aria-hidden="true"></i> failed' in index
+    assert "<td>25</td><td>3</td><td>1</td>" in index
+    assert not REMOTE.search(index) and "<script" not in index
 
 
 def build_tree(root: Path) -> None:
@@ -117,6 +207,15 @@ def build_tree(root: Path) -> None:
             "files": {f"data/raw/{name}/train.jsonl": {"md5": "0" * 32, "records": 10}},
             "gates": {"schema": {"rejected": 6 + i}, "great_expectations": GX_RESULT | {"success": True},
                       "accounting": {"raw": 10, "accepted": 4 - i, "rejected": 6 + i, "success": True}}}))
+        (root / "data/publish").mkdir(parents=True, exist_ok=True)
+        (root / "data/publish" / f"{name}.json").write_bytes(dumps_pretty({
+            "raw": 10, "gates": {"schema": {"released_checked": 4 - i, "success": True},
+                                 "accounting": {"accepted": 4 - i, "released": 4 - i, "duplicates": 0, "success": True},
+                                 "great_expectations": GX_RESULT | {"suite": "publish", "success": True}}}))
+    (root / "data/dedup_metrics.json").write_bytes(dumps_pretty({
+        "accepted": 9, "duplicates": 1, "near_duplicates": 0,
+        "gates": {"schema": {"decisions": 1, "success": True},
+                  "great_expectations": GX_RESULT | {"suite": "dedup", "success": True}}}))
     (root / "data/release_metrics.json").write_bytes(dumps_pretty({
         "version": "v0.1", "released": 9, "categories": categories,
         "gates": {"great_expectations": GX_RESULT | {"suite": "release", "success": True},
@@ -127,6 +226,8 @@ def run_report(root: Path) -> int:
     return report.main(["--params", str(root / "params.yaml"), "--stages-dir", str(root / "data/stages"),
                         "--release", str(root / "data/release"),
                         "--release-metrics", str(root / "data/release_metrics.json"),
+                        "--dedup-metrics", str(root / "data/dedup_metrics.json"),
+                        "--publish-dir", str(root / "data/publish"),
                         "--schema", str(root / "schemas/record.schema.json"), "--suites", str(root / "expectations"),
                         "--metrics", str(root / "data/reports/metrics.json"),
                         "--plots", str(root / "data/reports/plots"),
@@ -153,16 +254,29 @@ def test_report_stage_writes_metrics_plots_and_data_docs_deterministically(tmp_p
         "task_type,records", "代码,3", "百科,3", "问答,3"]                    # most first, ties by label
     pages = sorted(p.name for p in (out / "datadocs").iterdir())
     assert pages == ["category-100poison.html", "category-human_value.html", "category-zhihu.html",
-                     "index.html", "release.html"]
+                     "dedup.html", "index.html", "publish-100poison.html", "publish-human_value.html",
+                     "publish-zhihu.html", "release.html"]
     for name in pages:
         html = (out / "datadocs" / name).read_text(encoding="utf-8")
         assert not REMOTE.search(html), name
         if name != "index.html":
-            assert "<code>expect_column_values_to_be_in_set</code>" in html, name
-    assert "raw 10 = accepted 4 + rejected 6" in (out / "datadocs/category-100poison.html").read_text(encoding="utf-8")
+            assert "values must belong to this set" in html, name                 # GX's rendering
+            assert '<a href="index.html">Home</a>' in html, name
+    poison = (out / "datadocs/category-100poison.html").read_text(encoding="utf-8")
+    assert "raw 10 = accepted 4 + rejected 6" in poison
+    assert "Validations / default / 100poison (accepted records) / category@100poison / " in poison
+    assert '<a href="../../../expectations/default.json">default</a>' in poison
+    release = (out / "datadocs/release.html").read_text(encoding="utf-8")
+    assert '<a href="../../../expectations/release.json">release</a>' in release
+    publish = (out / "datadocs/publish-zhihu.html").read_text(encoding="utf-8")
+    assert "accepted 2 = released 2 + duplicates 0" in publish
+    assert '<a href="../../../expectations/publish.json">publish</a>' in publish
+    assert "1 decisions checked against dedup.schema.json" in (out / "datadocs/dedup.html").read_text(encoding="utf-8")
+    index = (out / "datadocs/index.html").read_text(encoding="utf-8")
+    assert '<a href="release.html">merge</a>' in index and '<a href="category-zhihu.html">category@zhihu</a>' in index
 
 
-def test_report_stage_does_not_import_great_expectations():
+def test_importing_the_report_stage_does_not_import_great_expectations():
     code = "import sys, stages.report; print(sorted(m for m in sys.modules if m.startswith('great_expectations')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -230,5 +344,7 @@ def test_dvc_metrics_and_plots_render_the_report_and_near_duplicates_are_traced(
     for page in docs.iterdir():
         text = page.read_text(encoding="utf-8")
         assert not REMOTE.search(text), page.name
-    assert "<code>expect_table_row_count_to_equal</code>" in (docs / "release.html").read_text(encoding="utf-8")
+    release = (docs / "release.html").read_text(encoding="utf-8")
+    released = metrics["released"]
+    assert f'Must have exactly <span class="badge badge-secondary" >{released}</span> rows.' in release
     assert "Data and pipelines are up to date." in repo.dvc("status").stdout

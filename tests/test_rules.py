@@ -5,10 +5,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from cqia.errors import CqiaError
-from cqia.pii import KINDS, id_card_checksum_ok, scan
-from cqia.rules import RuleSet, check, gbk_mojibake
+from cqia.normalize import normalize_text, rule_chain
+from cqia.pii import KINDS, id_card_checksum_ok, may_hold, redact, scan
+from cqia.rules import RuleSet, _spam_unit, check, gbk_mojibake
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = {"min_chars": {"output": 4}, "max_chars": {"instruction": 10}}
@@ -224,6 +226,76 @@ def test_repeated_characters(output, expected):
     assert RULES.check(rec(instruction="说点什么吧", output=output)) == expected
 
 
+@pytest.mark.parametrize("output, unit, times", [
+    ("好好学习" * 11, "好好学习", 11),                                   # simplified, 4 characters
+    ("我爱你" * 12 + "，真的", "我爱你", 12),
+    ("我回答：" + "對不起" * 15, "對不起", 15),                          # traditional
+    ("字母表的开头是" + "ＡＢＣ" * 11, "ＡＢＣ", 11),                     # full-width Latin
+    ("好的，" + "ＯＫ啦！" * 13, "ＯＫ啦！", 13),                          # full-width, mixed with Han
+    ("笑死" + "abc" * 11, "abc", 11),                                   # mixed script
+    ("结论：" + "Go加油" * 20, "Go加油", 20),
+    ("点赞👍好棒" + "👍好棒" * 11, "👍好棒", 12),                        # emoji in the unit
+    ("好的好的" * 6, "好的", 12),                                       # the shortest unit is named
+])
+def test_repeated_units_of_three_and_four_characters(output, unit, times):
+    assert RULES.check(rec(instruction="说点什么吧", output=output)) == (
+        "repeated_chars", f"output repeats {unit!r} {times} times in a row, max_char_repeats is 10")
+
+
+@pytest.mark.parametrize("output", [
+    "好好学习" * 10 + "，天天向上",                                      # 10 times: the threshold is "more than 10"
+    "一天一天地好起来，研究研究再说，大家高高兴兴，你一言我一语，说说笑笑，看看想想。",
+    "学而不思则罔，思而不学则殆。知之为知之，不知为不知，是知也。己所不欲，勿施于人。",
+    "爱是恒久忍耐，又有恩慈；爱是不嫉妒，爱是不自夸，不张狂，不作害羞的事，不求自己的益处。",    # 排比
+    "我们要团结，团结，再团结；学习，学习，再学习。" * 2,
+    "风声雨声读书声，声声入耳；家事国事天下事，事事关心。",                    # 對聯
+    "".join(f"| 第{i}列 " for i in range(1, 13)) + "|\n" + "| --- " * 12 + "|\n" + "| 1 " * 12 + "|",  # Markdown
+    "|" + "---|" * 15 + "\n" + "|:-:" * 12 + "|",
+    "结果：" + "0, " * 20 + "0",                                        # no letter in the unit
+    "分隔：" + "=-" * 30 + "\n" + "*~*" * 15,
+    "    " * 12 + "return 值",
+    "一年有31536000000毫秒，圆周率是3.14159265358979323846264338327950288419716939937510",
+])
+def test_legitimate_repetition_is_not_repeated_chars(output):
+    assert RULES.check(rec(instruction="说点什么吧", output=output)) is None
+
+
+def test_repeated_unit_threshold_per_task_type():
+    rules = RuleSet({"max_char_repeats": 10, "task_types": {"生物": {"max_char_repeats": 40}}})
+    dna = "亨廷顿病的致病突变是 CAG 重复：" + "CAG" * 30
+    assert rules.check(rec(output=dna)) == (
+        "repeated_chars", "output repeats 'CAG' 30 times in a row, max_char_repeats is 10")
+    assert rules.check(rec(output=dna, task=("问答", "生物"))) is None
+
+
+def _reference(value, most):
+    """repeated_chars as a regex per unit length over the whole text, with no prefilter."""
+    for k in (1, 2, 3, 4):
+        pattern = re.compile(r"(?s)(.{%d})\1{%d,}" % (k, most))
+        for m in pattern.finditer(value):
+            if _spam_unit(m.group(1)):
+                return m.group(1), len(m.group()) // k
+    return None
+
+
+_PIECES = st.sampled_from(["哈", "好的", "我爱你", "好好学习", "對不起", "ＡＢ", "ab", "-", "|", " ", "\n", "😂", "0",
+                           "一", "天", "x", "，"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_PIECES, st.integers(1, 14)), max_size=8), st.integers(1, 12))
+def test_the_prefilter_never_hides_a_repeat(runs, most):
+    """The prefilter is only a shortcut: the verdict is the regexes' over the whole text, for any threshold."""
+    text = "".join(piece * times for piece, times in runs)
+    verdict = RuleSet({"max_char_repeats": most}).check(rec(instruction="说点什么吧", output=text or "无"))
+    found = _reference(text, most)
+    if found is None:
+        assert verdict is None
+    else:
+        assert verdict == ("repeated_chars", f"output repeats {found[0]!r} {found[1]} times in a row, "
+                                             f"max_char_repeats is {most}")
+
+
 @pytest.mark.parametrize("line", ["关注我，每天分享干货！", "關注我，每天分享乾貨！", "Ｆｏｌｌｏｗ ｍｅ，每天分享",
                                   "Follow me 每天分享 tips"])
 def test_repeated_lines(line):
@@ -249,7 +321,9 @@ MASK_ALL = frozenset(KINDS)
     ("Call +86 138 1234 5678 or 010-12345678", "Call [PHONE] or [PHONE]", ["phone"]),
     ("身份证号11010519491231002X，请核对", "身份证号[ID_CARD]，请核对", ["id_card"]),
     ("加我QQ：123456789，或者扣扣号 54321", "加我QQ：[QQ]，或者扣扣号 [QQ]", ["qq"]),
+    ("加我QQ號：123456789，QQ號碼 54321", "加我QQ號：[QQ]，QQ號碼 [QQ]", ["qq"]),           # traditional
     ("13812345678@163.com 是我的邮箱", "[EMAIL] 是我的邮箱", ["email"]),
+    ("邮箱zhang@example.com13812345678", "邮箱[EMAIL][PHONE]", ["email", "phone"]),   # the mask frees the e-mail
 ])
 def test_pii_is_masked(text, masked, kinds):
     assert scan(text, KINDS, MASK_ALL) == (masked, kinds, None)
@@ -265,6 +339,34 @@ def test_pii_is_masked(text, masked, kinds):
 ])
 def test_pii_lookalikes_are_left_alone(text):
     assert scan(text, KINDS, MASK_ALL) == (text, [], None)
+
+
+@pytest.mark.parametrize("text, redacted, kinds", [
+    ("我的号码是１３８１２３４５６７８", "我的号码是[PHONE]", ["phone"]),             # what fullwidth_ascii would turn into PII
+    ("电话\u3000１３８\u3000１２３４\u3000５６７８。", "电话\u3000[PHONE]。", ["phone"]),
+    ("拨打138\u200b1234\u200b5678即可", "拨打[PHONE]即可", ["phone"]),             # what zero_width would join
+    ("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ 或 ＱＱ號碼：９８７６５４３２１", "[EMAIL] 或 ＱＱ號碼：[QQ]", ["email", "qq"]),
+    ("身分證１１０１０５１９４９１２３１００２Ｘ", "身分證[ID_CARD]", ["id_card"]),
+    ("订单号 1381234567890 已发货，１２３ 页", "订单号 1381234567890 已发货，１２３ 页", []),
+])
+def test_redact_finds_pii_in_any_width(text, redacted, kinds):
+    assert redact(text, KINDS) == (redacted, kinds)
+
+
+_PII_PIECES = st.sampled_from(["13812345678", "１３８１２３４５６７８", "138-1234-5678", "+86 139 8765 4321", "010-12345678",
+                               "zhang@example.com", "ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "11010519491231002X", "QQ號：123456",
+                               "ＱＱ：１２３４５６", "扣扣", "\u200b", "\u3000", " ", "-", "电话", "，", "1", "０", "@", "x"])
+FULL_CHAIN = rule_chain({"fullwidth_ascii": True, "traditional_to_simplified": "t2s"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PII_PIECES, max_size=12))
+def test_redacted_text_has_no_pii_even_once_normalised(pieces):
+    original = "".join(pieces)
+    text, kinds = redact(original, KINDS)
+    assert scan(normalize_text(text, FULL_CHAIN)[0], KINDS, MASK_ALL)[1] == []
+    assert redact(text, KINDS) == (text, [])
+    assert may_hold(original) or not kinds              # the shortcut lineage takes never skips PII
 
 
 def test_id_card_checksum():

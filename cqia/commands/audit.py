@@ -52,8 +52,13 @@ def render_lineage(result: dict) -> str:
         head += f": {result['reason']}"
         if result.get("detail"):
             head += f" ({result['detail']})"
-    lines = [head, f"category   {result['category']}", f"source     {where}  md5 {src['md5']}",
-             f"raw        {_short(result['raw'])}", "steps"]
+    lines = [head, f"category   {result['category']}", f"source     {where}  md5 {src['md5']}"]
+    if src.get("raw_sha256"):
+        lines.append(f"raw sha256 {src['raw_sha256']}")
+    lines.append(f"raw        {_short(result['raw'])}")
+    if result.get("redacted"):
+        lines.append(f"redacted   {', '.join(result['redacted'])} (masked in this copy; the raw file has them)")
+    lines.append("steps")
     lines += [f"  {i}. {_step_line(step)}" for i, step in enumerate(result["steps"], start=1)]
     lines.append(f"release    {result.get('release')}")
     if "releases" in result:
@@ -105,7 +110,7 @@ def register(cli: click.Group) -> None:
 
         Works for released and rejected records: raw file, line and md5, the raw
         record verbatim, every step (transforms with before → after, rules,
-        review, gates, merge) and the release tags that released it.
+        review, gates, dedup) and the release tags that released it.
 
         \b
         Example:

@@ -129,8 +129,8 @@ def register(cli: click.Group) -> None:
             construction: str, as_json: bool) -> None:
         """Add category NAME: its params.yaml entry, its raw files and an empty review file.
 
-        Nothing else is needed: `dvc repro` then runs category@NAME, merge and report. For
-        large upstream files, track data/raw/NAME with `dvc add` afterwards.
+        Nothing else is needed: `dvc repro` then runs category@NAME, dedup, publish@NAME, merge
+        and report. For large upstream files, track data/raw/NAME with `dvc add` afterwards.
 
         \b
         Example:
@@ -144,4 +144,4 @@ def register(cli: click.Group) -> None:
         for path in result["raw"]:
             click.echo(f"  raw file   {path}")
         click.echo(f"  reviews    {result['reviews']}" + (" (new, empty)" if result["created_reviews"] else ""))
-        click.echo(f"Next: dvc repro   (runs category@{name}, merge and report)")
+        click.echo(f"Next: dvc repro   (runs category@{name}, dedup, publish@{name}, merge and report)")
