@@ -15,11 +15,18 @@ or `keep` in `rules.pii`):
 Kinds are searched in this order, and each on the text the previous ones
 masked, so the digits of 13812345678@163.com are masked once, as an e-mail.
 
-`scan` judges a record's normalised text. `redact` is for the texts the
-lineage carries, which include the raw record as it came: it finds the same
-kinds however the raw text writes them (full-width letters, digits and
-＠．＋－, an invisible character inside a number), the forms normalisation
-would turn into PII, and replaces them by the same mask tokens.
+The patterns read ASCII. A text is searched in one reading, whatever its
+category's `normalize` options: full-width letters, digits and ＠．＋－＿％
+read as ASCII, U+3000 as a space, and control, zero-width and bidi characters
+are skipped (so "wang＠example．com", "１３８１２３４５６７８" and
+"138\u200b1234\u200b5678" are found). What is found is masked in the text as
+it was written: the span's own characters become the token, and the rest of
+the text (full-width punctuation, letters elsewhere) is left as it was.
+
+`scan` judges a record's normalised text (mask, or the first find of a kind
+to reject on); `redact` is `scan` with every kind masked, for the texts the
+lineage carries, which include the raw record as it came. A record and its
+lineage therefore read the same PII.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ def id_card_checksum_ok(number: str) -> bool:
 
 class Found(NamedTuple):
     kind: str
-    start: int          # character offset in the text the kind was searched in
+    start: int          # character offset in the text given to `scan`
 
 
 def _spans(kind: str, text: str) -> list[tuple[int, int]]:
@@ -74,47 +81,7 @@ def _spans(kind: str, text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def scan(text: str, kinds: tuple[str, ...], mask: frozenset[str]) -> tuple[str, list[str], Found | None]:
-    """Search `text` for `kinds` in order; mask the kinds in `mask`.
-
-    Returns the (masked) text, the kinds that were masked, and the first
-    unmasked find (a kind to reject on), or None. A mask can free a span an
-    earlier kind's pattern did not take (in "a@b.com13812345678" the e-mail
-    ends only where the phone number's token starts), so the kinds are
-    searched again until a round masks nothing.
-    """
-    masked: set[str] = set()
-    has_at = "@" in text
-    has_digits = _DIGITS.search(text) is not None
-    if not (has_at or has_digits):
-        return text, [], None
-    again = True
-    while again:
-        again = False
-        for kind in kinds:
-            if kind == "email" and not has_at:
-                continue
-            if kind != "email" and not has_digits:
-                continue
-            spans = _spans(kind, text)
-            if not spans:
-                continue
-            if kind not in mask:
-                return text, [k for k in kinds if k in masked], Found(kind, spans[0][0])
-            token = MASKS[kind]
-            parts, last = [], 0
-            for start, end in spans:
-                parts.append(text[last:start])
-                parts.append(token)
-                last = end
-            parts.append(text[last:])
-            text = "".join(parts)
-            masked.add(kind)
-            again = True
-    return text, [k for k in kinds if k in masked], None
-
-
-# --- redaction of the texts lineage carries ----------------------------------------
+# --- the reading: what the patterns search ------------------------------------------
 
 # The full-width forms of what the patterns read (letters, digits, @ . + - _ %) and U+3000, one
 # character each way: the text's offsets stay valid. Other full-width punctuation (，：) is left.
@@ -150,22 +117,28 @@ def _reading(text: str) -> tuple[str, list[int]]:
 
 
 def may_hold(text: str) -> bool:
-    """False if `redact` would find nothing in `text` (for any kinds): a cheap test for the common case."""
+    """False if `scan` and `redact` would find nothing in `text` (for any kinds): a cheap test for the common case."""
     return _MAY_HOLD.search(text) is not None
 
 
-def redact(text: str, kinds: tuple[str, ...]) -> tuple[str, list[str]]:
-    """Replace every span of `kinds` in `text` by its mask token, in whatever width the text writes it.
+def scan(text: str, kinds: tuple[str, ...], mask: frozenset[str]) -> tuple[str, list[str], Found | None]:
+    """Search `text` for `kinds` in order, in the reading `_reading` gives; mask the kinds in `mask`.
 
-    Returns the text and the kinds it replaced. Kinds are searched as `scan`
-    searches them: in order, each with the earlier ones' spans blanked, again
-    until a round finds nothing.
+    Returns the text with every span of a masked kind replaced by its mask
+    token (the original characters of the span, whatever width they were
+    written in; the rest of the text as it was), the kinds masked, and the
+    first find of a kind not in `mask` (a kind to reject on), or None; on a
+    find, the text has only the masks of the kinds searched before it. Each
+    kind is searched with the earlier kinds' spans blanked, and the kinds
+    again until a round finds nothing: a mask can free a span an earlier
+    kind's pattern did not take (in "a@b.com13812345678" the e-mail ends
+    only where the phone number's span starts).
     """
     if not _MAY_HOLD.search(text):
-        return text, []
+        return text, [], None
     view, skips = _reading(text) if _FOLDED.search(text) else (text, [])
     found: list[tuple[int, int, str]] = []
-    replaced: set[str] = set()
+    masked: list[str] = []
     again = True
     while again:
         again = False
@@ -175,7 +148,10 @@ def redact(text: str, kinds: tuple[str, ...]) -> tuple[str, list[str]]:
             spans = _spans(kind, view)
             if not spans:
                 continue
-            replaced.add(kind)
+            if kind not in mask:
+                return _masked(text, found, skips), _in_order(kinds, masked), Found(kind, _at(spans[0][0], skips))
+            if kind not in masked:
+                masked.append(kind)
             parts, last = [], 0
             for start, end in spans:
                 parts += [view[last:start], _GAP * (end - start)]
@@ -184,13 +160,35 @@ def redact(text: str, kinds: tuple[str, ...]) -> tuple[str, list[str]]:
             parts.append(view[last:])
             view = "".join(parts)
             again = True
+    return _masked(text, found, skips), _in_order(kinds, masked), None
+
+
+def redact(text: str, kinds: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Replace every span of `kinds` in `text` by its mask token, in whatever width the text writes it.
+
+    Returns the text and the kinds it replaced: `scan` with every kind masked.
+    """
+    new, replaced, _ = scan(text, kinds, frozenset(kinds))
+    return new, replaced
+
+
+def _at(index: int, skips: list[int]) -> int:
+    """The text index of view index `index` (see `_reading`)."""
+    return index + bisect_right(skips, index) if skips else index
+
+
+def _masked(text: str, found: list[tuple[int, int, str]], skips: list[int]) -> str:
+    """`text` with each found view span replaced by its kind's token; a hidden character inside a span goes with it."""
     if not found:
-        return text, []
+        return text
     parts, last = [], 0
     for start, end, kind in sorted(found):
-        if skips:
-            start, end = start + bisect_right(skips, start), end + bisect_right(skips, end - 1)
+        start, end = _at(start, skips), _at(end - 1, skips) + 1
         parts += [text[last:start], MASKS[kind]]
         last = end
     parts.append(text[last:])
-    return "".join(parts), [k for k in kinds if k in replaced]
+    return "".join(parts)
+
+
+def _in_order(kinds: tuple[str, ...], found: list[str]) -> list[str]:
+    return [k for k in kinds if k in found]

@@ -8,7 +8,7 @@ that fires decides the reason. In the order they run:
   before normalisation (on the text as it came)
     max_invisible_chars: N     invisible_chars     more than N control, zero-width or
                                                    bidi-control characters in a field
-  PII (after normalisation; see cqia/pii.py)
+  PII (after normalisation, read in any width; see cqia/pii.py)
     pii: {kind: reject}        pii                 an e-mail, phone, 身份证号 or QQ number
     pii: {kind: mask}          -                   replaced by [EMAIL], [PHONE], ... (a lineage step)
   after normalisation and masking

@@ -8,6 +8,7 @@ import pytest
 
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import category_from_params
+from cqia.pii import LABELS, MASKS
 from cqia.errors import CqiaError
 from cqia.records import Processor, Source, make_id
 from cqia.review import load_decisions
@@ -230,6 +231,7 @@ def test_masked_pii_is_redacted_everywhere_in_lineage(prompt, answer, secrets, k
     line = poison_line(prompt, answer)
     _, [out] = run([line], PII)
     assert out.accepted and "[PHONE]" in out.record["output"]
+    assert_no_pii(out.record, secrets)                              # the record and its lineage alike
     assert_no_pii(out.lineage, secrets)
     assert out.lineage["redacted"] == kinds
     assert list(out.lineage)[list(out.lineage).index("raw") + 1] == "redacted"
@@ -313,3 +315,75 @@ def test_a_category_that_keeps_pii_keeps_its_raw_verbatim():
     assert out.lineage["raw"] == orjson.loads(line)
     assert "redacted" not in out.lineage
     assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(line.encode()).hexdigest()
+
+
+# --- the released record reads PII as its lineage does ---------------------------------------
+# Whatever the category's normalize options: ＠ and ． are never made ASCII, and a category
+# without fullwidth_ascii (human_value) keeps full-width digits and U+3000.
+
+WIDE_AND_T2S = {"fullwidth_ascii": True, "traditional_to_simplified": "t2s"}
+T2S_ONLY = {"traditional_to_simplified": "t2s"}
+
+
+def pii_entry(normalize, action):
+    return dict(ENTRY, rules={"min_chars": {"output": 2}, "pii": {kind: action for kind in PII_KINDS}},
+                normalize=normalize)
+
+
+PII_KINDS = ("email", "phone", "id_card", "qq")
+# (the PII as the raw answer writes it, the record's text for it with and without fullwidth_ascii,
+# the forms of it that must not be in the released record)
+HIDDEN_PII = [
+    ("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[EMAIL]", "[EMAIL]", ["ｗａｎｇ", "wang", "ｅｘａｍｐｌｅ", "example"]),
+    ("wang＠example．com", "[EMAIL]", "[EMAIL]", ["wang", "example"]),
+    ("１３８１２３４５６７８", "[PHONE]", "[PHONE]", ["１３８１２３４", "1381234", "５６７８", "5678"]),
+    ("１３８\u3000１２３４\u3000５６７８", "[PHONE]", "[PHONE]", ["１３８", "138", "５６７８", "5678"]),
+    ("１３８\u200b１２３４\u200b５６７８", "[PHONE]", "[PHONE]", ["１３８", "138", "５６７８", "5678"]),
+    ("138\u202a1234\u202c5678", "[PHONE]", "[PHONE]", ["138", "5678"]),          # bidi: normalisation keeps them
+    ("１１０１０５１９４９１２３１００２Ｘ", "[ID_CARD]", "[ID_CARD]", ["１１０１０５", "110105", "００２Ｘ", "002X"]),
+    ("QQ：１２３４５６７８９", "QQ：[QQ]", "QQ：[QQ]", ["１２３４５", "12345", "６７８９", "6789"]),
+    ("ＱＱ号码：１２３４５６７８９", "ＱＱ号码：[QQ]", "QQ号码：[QQ]", ["１２３４５", "12345", "６７８９", "6789"]),
+    ("ＱＱ號碼 ９８７６５４３２１", "ＱＱ号码 [QQ]", "QQ号码 [QQ]", ["９８７６５", "98765", "４３２１", "4321"]),
+]
+AROUND = ("ＡＩ客服說：", "，工作時間９點到５點。")                        # traditional, full-width, CJK punctuation
+
+
+@pytest.mark.parametrize("normalize", [WIDE_AND_T2S, T2S_ONLY], ids=["fullwidth_ascii", "no_fullwidth_ascii"])
+@pytest.mark.parametrize("pii, masked_wide, masked_narrow, forms", HIDDEN_PII)
+def test_the_released_record_has_the_mask_token_and_no_form_of_the_pii(normalize, pii, masked_wide, masked_narrow,
+                                                                        forms):
+    _, [out] = run([poison_line("客服怎么联系？", AROUND[0] + pii + AROUND[1])], pii_entry(normalize, "mask"))
+    assert out.accepted
+    if normalize.get("fullwidth_ascii"):
+        assert out.record["output"] == f"AI客服说：{masked_narrow}，工作时间9点到5点。"
+    else:                                                       # the text around the PII as it was
+        assert out.record["output"] == f"ＡＩ客服说：{masked_wide}，工作时间９点到５点。"
+    assert_no_pii(out.record, forms)
+    assert_no_pii(out.lineage, forms)
+    [mask] = [s for s in out.lineage["steps"] if s["step"] == "mask"]
+    assert mask["field"] == "output" and mask["after"] == out.record["output"]
+
+
+@pytest.mark.parametrize("normalize", [WIDE_AND_T2S, T2S_ONLY], ids=["fullwidth_ascii", "no_fullwidth_ascii"])
+@pytest.mark.parametrize("pii, kind, at", [
+    ("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "email", 7), ("wang＠example．com", "email", 7),
+    ("１３８\u3000１２３４\u3000５６７８", "phone", 7), ("１３８\u200b１２３４\u200b５６７８", "phone", 7),
+    ("138\u202a1234\u202c5678", "phone", 7),
+    ("１１０１０５１９４９１２３１００２Ｘ", "id_card", 7), ("ＱＱ号码：１２３４５６７８９", "qq", 12),
+])
+def test_pii_in_any_width_is_rejected_with_the_reason_code(normalize, pii, kind, at):
+    _, [out] = run([poison_line("客服怎么联系？", AROUND[0] + pii + AROUND[1])], pii_entry(normalize, "reject"))
+    assert out.reason == "pii" and out.record is None
+    assert out.lineage["detail"] == f"output contains {LABELS[kind]} at character {at} (pii.{kind} is reject)"
+    assert MASKS[kind] in out.lineage["raw"]["answer"] and out.lineage["redacted"] == [kind]
+
+
+@pytest.mark.parametrize("normalize", [WIDE_AND_T2S, T2S_ONLY], ids=["fullwidth_ascii", "no_fullwidth_ascii"])
+def test_pii_the_category_keeps_is_released_as_normalised(normalize):
+    pii = "wang＠example．com，１３８\u3000１２３４\u3000５６７８，ＱＱ号码：１２３４５６７８９"
+    line = poison_line("客服怎么联系？", AROUND[0] + pii + AROUND[1])
+    _, [out] = run([line], pii_entry(normalize, "keep"))
+    expected = (f"AI客服说：wang＠example．com，138 1234 5678，QQ号码：123456789，工作时间9点到5点。"
+                if normalize.get("fullwidth_ascii") else f"ＡＩ客服说：{pii}，工作时间９点到５点。")
+    assert out.accepted and out.record["output"] == expected
+    assert not [s for s in out.lineage["steps"] if s["step"] == "mask"] and "redacted" not in out.lineage

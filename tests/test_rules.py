@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from cqia.errors import CqiaError
 from cqia.normalize import normalize_text, rule_chain
-from cqia.pii import KINDS, id_card_checksum_ok, may_hold, redact, scan
+from cqia.pii import KINDS, LABELS, id_card_checksum_ok, may_hold, redact, scan
 from cqia.rules import RuleSet, _spam_unit, check, gbk_mojibake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,9 +324,33 @@ MASK_ALL = frozenset(KINDS)
     ("加我QQ號：123456789，QQ號碼 54321", "加我QQ號：[QQ]，QQ號碼 [QQ]", ["qq"]),           # traditional
     ("13812345678@163.com 是我的邮箱", "[EMAIL] 是我的邮箱", ["email"]),
     ("邮箱zhang@example.com13812345678", "邮箱[EMAIL][PHONE]", ["email", "phone"]),   # the mask frees the e-mail
+    ("我的号码是１３８１２３４５６７８", "我的号码是[PHONE]", ["phone"]),             # full-width: found with or without fullwidth_ascii
 ])
 def test_pii_is_masked(text, masked, kinds):
     assert scan(text, KINDS, MASK_ALL) == (masked, kinds, None)
+
+
+# The same reading as `redact`, on the text as normalisation left it: a category without
+# fullwidth_ascii keeps full-width digits, and no category turns ＠ or ． into ASCII. Only the span
+# becomes the token; the full-width and CJK text around it stays as it was.
+@pytest.mark.parametrize("text, masked, kinds", [
+    ("邮箱：ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ，ＡＩ问题请写信。", "邮箱：[EMAIL]，ＡＩ问题请写信。", ["email"]),
+    ("邮箱：wang＠example．com，ＡＩ问题请写信。", "邮箱：[EMAIL]，ＡＩ问题请写信。", ["email"]),   # what fullwidth_ascii leaves
+    ("請寄信至ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ．ｔｗ。", "請寄信至[EMAIL]。", ["email"]),                  # traditional
+    ("致电１３８１２３４５６７８（ＡＭ９点后）", "致电[PHONE]（ＡＭ９点后）", ["phone"]),
+    ("請致電１３８\u3000１２３４\u3000５６７８，謝謝。", "請致電[PHONE]，謝謝。", ["phone"]),
+    ("电话：138 1234 5678。", "电话：[PHONE]。", ["phone"]),                           # U+3000 -> " " by fullwidth_ascii
+    ("拨打１３８\u200b１２３４\u200b５６７８即可", "拨打[PHONE]即可", ["phone"]),        # zero-width inside
+    ("拨打138\u202a1234\u202c5678即可", "拨打[PHONE]即可", ["phone"]),               # bidi controls: normalisation keeps them
+    ("座机０１０－１２３４５６７８，手机＋８６ １３９ ８７６５ ４３２１", "座机[PHONE]，手机[PHONE]", ["phone"]),
+    ("身份证号：１１０１０５１９４９１２３１００２Ｘ。", "身份证号：[ID_CARD]。", ["id_card"]),
+    ("身分證號碼：１１０１０５１９４９１２３１００２ｘ。", "身分證號碼：[ID_CARD]。", ["id_card"]),       # traditional
+    ("加我QQ：１２３４５６７８９，或ＱＱ号码 ５４３２１。", "加我QQ：[QQ]，或ＱＱ号码 [QQ]。", ["qq"]),
+    ("ＱＱ號碼：９８７６５４３２１", "ＱＱ號碼：[QQ]", ["qq"]),                                           # traditional
+])
+def test_pii_is_masked_in_any_width_and_only_its_span(text, masked, kinds):
+    assert scan(text, KINDS, MASK_ALL) == (masked, kinds, None)
+    assert redact(text, KINDS) == (masked, kinds)                     # the lineage reads the same
 
 
 @pytest.mark.parametrize("text", [
@@ -334,8 +358,10 @@ def test_pii_is_masked(text, masked, kinds):
     "订单号 1381234567890 已发货",                  # 13 digits: not a phone number
     "这本书出版于 2023-01-15，共 1234 页",
     "在 Python 里 @decorator 是装饰器",
-    "我的号码是１３８１２３４５６７８",             # full-width digits: found only after fullwidth_ascii
     "123456789 这个数字很大",                       # a bare number is not a QQ number
+    "订单号 １３８１２３４５６７８９０ 已发货，第１２３４ 页",   # full-width lookalikes too
+    "身份证号１１０１０５１９４９１２３１００２１不对",
+    "在 Ｐｙｔｈｏｎ 里 ＠ｄｅｃｏｒａｔｏｒ 是装饰器；ＱＱ群不公开",
 ])
 def test_pii_lookalikes_are_left_alone(text):
     assert scan(text, KINDS, MASK_ALL) == (text, [], None)
@@ -369,6 +395,29 @@ def test_redacted_text_has_no_pii_even_once_normalised(pieces):
     assert may_hold(original) or not kinds              # the shortcut lineage takes never skips PII
 
 
+_ANY_TEXT = st.lists(st.one_of(_PII_PIECES, st.text(max_size=4),
+                               st.text("0123456789０１２３４５６７８９@＠.．-－ \u3000\u200bQＱqａa扣号號：:", max_size=6)),
+                     max_size=10).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANY_TEXT)
+def test_after_scan_masks_everything_the_lineage_reading_finds_nothing(text):
+    masked, kinds, found = scan(text, KINDS, MASK_ALL)
+    assert found is None
+    assert redact(masked, KINDS) == (masked, [])
+    assert scan(masked, KINDS, MASK_ALL) == (masked, [], None)
+    assert kinds or masked == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ANY_TEXT)
+def test_a_kind_to_reject_is_found_where_a_mask_would_be(text):
+    _, kinds, _ = scan(text, KINDS, MASK_ALL)
+    for kind in kinds:
+        assert scan(text, KINDS, MASK_ALL - {kind})[2].kind == kind
+
+
 def test_id_card_checksum():
     assert id_card_checksum_ok("11010519491231002X") and id_card_checksum_ok("11010519491231002x")
     assert not id_card_checksum_ok("110105194912310021")
@@ -383,6 +432,27 @@ def test_pii_mask_or_reject_per_kind_records_the_mask():
                       "before": "邮箱 a@b.cn，电话 13812345678", "after": "邮箱 [EMAIL]，电话 13812345678"}]
     steps, verdict = rules.mask_pii(rec(instruction="核对身份證 11010519491231002X"))
     assert verdict == ("pii", "instruction contains a 身份证号 at character 7 (pii.id_card is reject)")
+
+
+@pytest.mark.parametrize("output, kind, at", [
+    ("邮箱：ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "email", 4),
+    ("邮箱：wang＠example．com", "email", 4),
+    ("電話：１３８\u3000１２３４\u3000５６７８", "phone", 4),
+    ("身分證：１１０１０５１９４９１２３１００２Ｘ", "id_card", 5),
+    ("ＱＱ號碼：１２３４５６７８９", "qq", 6),
+])
+def test_pii_in_any_width_is_rejected_at_its_character(output, kind, at):
+    rules = RuleSet({"pii": {kind: "reject"}})
+    steps, verdict = rules.mask_pii(rec(output=output))
+    assert steps == [] and verdict == ("pii", f"output contains {LABELS[kind]} at character {at} (pii.{kind} is reject)")
+
+
+def test_pii_a_category_keeps_is_left_as_written():
+    rules = RuleSet({"pii": {"email": "keep", "phone": "mask"}})
+    record = rec(output="邮箱 wang＠example．com，电话１３８１２３４５６７８。")
+    steps, verdict = rules.mask_pii(record)
+    assert verdict is None and record["output"] == "邮箱 wang＠example．com，电话[PHONE]。"
+    assert [s["rules"] for s in steps] == [["phone"]]
 
 
 # --- configuration errors name the knob ------------------------------------------
