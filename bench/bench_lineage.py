@@ -1,7 +1,8 @@
 """Benchmark: `cqia lineage` and `cqia diff` latency on large releases.
 
-Writes two synthetic releases of N records each (lineage.jsonl, full.jsonl and
-index.parquet, through the same LineageWriter merge uses) into a temporary
+Writes two synthetic releases of N records each in 12 categories (per category
+`<c>/train.jsonl`, `lineage/<c>/lineage.jsonl` and `lineage/<c>/index.parquet`,
+through the same LineageWriter the publish stages use) into a temporary
 git + DVC repository, tags them v0.1 and v0.2 (v0.2: 1% of records modified,
 0.5% removed, 0.5% added), and times the real CLI:
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cqia.fileio import dumps_line  # noqa: E402
-from cqia.lineage import FULL_FILE, INDEX_FILE, LINEAGE_FILE, LineageWriter  # noqa: E402
+from cqia.lineage import INDEX_FILE, LineageWriter, lineage_path, records_path  # noqa: E402
 
 CATS = [f"cat{i:02d}" for i in range(12)]
 WORDS = "数据质量指令微调中文问答模型训练评估社会心理法律环境教育科技历史文化经济医学".replace("", " ").split()
@@ -58,8 +59,7 @@ def record(i: int, version: int, rng: random.Random) -> tuple[str, dict, dict]:
                          {"step": "map", "defaults": []}, {"step": "rules", "result": "pass"},
                          {"step": "schema", "result": "pass"},
                          {"step": "gate", "gate": "great_expectations", "suite": "default", "result": "pass"},
-                         {"step": "merge", "result": "pass"}],
-               "release": f"v0.{version}"}
+                         {"step": "dedup", "result": "pass"}]}
     return rid, rec, lineage
 
 
@@ -69,17 +69,24 @@ def write_release(out: Path, n: int, version: int) -> list[str]:
     out.mkdir(parents=True)
     ids = []
     lo, hi = (0, n) if version == 1 else (n // 200, n + n // 200)  # v0.2 drops the first 0.5%, adds 0.5%
-    with open(out / FULL_FILE, "wb") as full, open(out / LINEAGE_FILE, "wb") as lin:
-        writer = LineageWriter(lin)
-        for i in range(lo, hi):
-            rid, rec, lineage = record(i, version, random.Random(i))
-            line = dumps_line(rec)
-            at = (full.tell(), line)
-            full.write(line)
-            writer.write(lineage, at)
-            ids.append(rid)
-    writer.write_index(out / INDEX_FILE)
-    (out / "manifest.json").write_text(json.dumps({"version": f"v0.{version}", "released": hi - lo}))
+    counts = {}
+    for c, cat in enumerate(CATS):
+        (out / records_path(cat)).parent.mkdir(parents=True)
+        (out / lineage_path(cat)).parent.mkdir(parents=True)
+        with open(out / records_path(cat), "wb") as records, open(out / lineage_path(cat), "wb") as lin:
+            writer = LineageWriter(lin)
+            start = lo + (c - lo) % len(CATS)
+            for i in range(start, hi, len(CATS)):
+                rid, rec, lineage = record(i, version, random.Random(i))
+                line = dumps_line(rec)
+                at = (records.tell(), line)
+                records.write(line)
+                writer.write(lineage, at)
+                ids.append(rid)
+        writer.write_index(out / lineage_path(cat, INDEX_FILE))
+        counts[cat] = {"raw": len(writer.ids), "released": len(writer.ids), "rejected": 0, "rejected_by_reason": {}}
+    (out / "manifest.json").write_text(json.dumps({"version": f"v0.{version}", "released": hi - lo,
+                                                   "categories": counts}))
     return ids
 
 
@@ -132,7 +139,7 @@ def main() -> None:
     results["diff_s"], out = timed([cqia, "diff", "v0.1", "v0.2", "--json"], repo, env, repeat=1)
     totals = json.loads(out)["totals"]
     results["diff_totals"] = totals
-    size = sum(p.stat().st_size for p in release.iterdir() if p.is_file())
+    size = sum(p.stat().st_size for p in release.rglob("*") if p.is_file())
     results["release_bytes"] = size
     print(json.dumps(results, indent=2))
     if not args.keep:

@@ -8,7 +8,7 @@ record (one character of the instruction or the output replaced, inserted or
 deleted, or a punctuation mark swapped) and about 2% repeat an earlier
 record's instruction with a new output (as 100PoisonMpts does; these must NOT
 be matched). Texts are generated before the clock starts; the timed part is
-what merge does: signatures for every record, LSH candidates, verification
+what the category stages and dedup do: signatures for every record, LSH candidates, verification
 and the keep-first decision. Prints documents per second, recall on the
 planted near duplicates, false matches, and memory.
 

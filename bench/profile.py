@@ -2,7 +2,7 @@
 
     python -m bench.run --records 100000 --keep
     python -m bench.profile --repo bench/out/repo-100000/repo --stage category@cqia_01
-    python -m bench.profile --repo bench/out/repo-100000/repo --stage merge --sort tottime
+    python -m bench.profile --repo bench/out/repo-100000/repo --stage publish@cqia_01 --sort tottime
 
 Runs the stage's command exactly as dvc.lock records it, under
 `python -m cProfile -o <out>`, in the repo (the outputs are rewritten with the
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", type=Path, required=True, help="a bench repo kept by `bench.run --keep`")
-    ap.add_argument("--stage", required=True, help="category@<name> or merge")
+    ap.add_argument("--stage", required=True, help="a stage name of dvc.lock: category@<name>, dedup, publish@<name>, merge, report")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", choices=("cumulative", "tottime"), default="cumulative")
     ap.add_argument("--out", type=Path, help="profile file (default bench/out/profile-<stage>.prof)")

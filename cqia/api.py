@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from cqia.errors import CqiaError
+from cqia.errors import CqiaError, ReleaseUnavailable
 from cqia.lineage import records_path
 
 RELEASE_PATH = "data/release"  # where dvc.yaml's publish and merge stages write the release
@@ -98,7 +98,7 @@ class Release:
         except Exception:
             built = False
         if built:
-            return CqiaError("the release is in neither the local DVC cache nor the DVC remote configured at "
+            return ReleaseUnavailable("the release is in neither the local DVC cache nor the DVC remote configured at "
                              "this revision", where=where,
                              fix="Run `dvc push` where the release was built, with a default remote "
                                  "committed before the tag (`dvc remote add -d NAME URL`)")

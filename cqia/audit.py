@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Iterator
 import orjson
 
 from cqia import api
-from cqia.errors import CqiaError
+from cqia.errors import CqiaError, ReleaseUnavailable
 from cqia.lineage import INDEX_FILE, category_of, lineage_path, records_path
 
 RELEASE_DIR = api.RELEASE_PATH
@@ -129,8 +129,11 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         if dup:
             result["duplicate_of"] = dup
     if with_releases:
-        result["releases"] = [h["rev"] for h in history(record_id, repo)["releases"] if h["state"] != "absent"
-                              and h["status"] == "released"]
+        rows = history(record_id, repo)["releases"]
+        result["releases"] = [h["rev"] for h in rows if h["state"] != "absent" and h["status"] == "released"]
+        unreadable = [h["rev"] for h in rows if h["state"] == "unreadable"]
+        if unreadable:
+            result["unreadable_releases"] = unreadable
     return result
 
 
@@ -138,7 +141,11 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
 
 
 def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = None) -> dict[str, Any]:
-    """The record in every release tag: present, changed, rejected or absent (Dolt's blame, for records)."""
+    """The record in every release tag: present, changed, rejected or absent (Dolt's blame, for records).
+
+    A tag whose release files cannot be read (not in the DVC cache, not on the remote its
+    commit configures) is `unreadable`, with the error: never reported as absent.
+    """
     tags = release_tags(repo) if tags is None else tags
     rows = []
     previous_hash = None
@@ -147,6 +154,9 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
         try:
             release = Release(repo, tag)
             entry = release.entry(record_id)
+        except ReleaseUnavailable as exc:
+            rows.append({"rev": tag, "state": "unreadable", "status": None, "error": str(exc)})
+            continue  # what the record was there is unknown: neither a change nor an absence
         except CqiaError:  # a tag without a release (or from before the index): the record is not there
             entry = None
         if entry is None or entry["status"] != "released":

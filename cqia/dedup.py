@@ -73,7 +73,7 @@ def decide(parts: list[Keys], near: NearDupConfig | None) -> dict[str, list[dict
     for i, match in matches.items():
         rows[i] = {"id": ids[i], "reason": f"near_duplicate_of:{ids[match.kept]}",
                    "near_duplicate_of": ids[match.kept], "similarity": match.similarity,
-                   "output_similarity": match.output_similarity}
+                   "output_similarity": match.output_similarity, "threshold": near.threshold, "ngram": near.ngram}
     for i, dropped in kept.items():
         rows[i] = {"id": ids[i], "near_duplicates": [ids[j] for j in dropped]}
     out: dict[str, list[dict[str, Any]]] = {part.category: [] for part in parts}

@@ -26,5 +26,9 @@ def _rebuild(cls: type, message: str, where: str | None, fix: str | None) -> "Cq
     return cls(message, where=where, fix=fix)
 
 
+class ReleaseUnavailable(CqiaError):
+    """A release was built at that revision, but its files are neither in the DVC cache nor on the remote."""
+
+
 class GateFailed(CqiaError):
     """A gate (schema, Great Expectations suite, accounting) did not pass."""

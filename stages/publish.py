@@ -65,7 +65,8 @@ def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | N
     step["kept_because"] = "first in release order"
     return step, decision["reason"], (
         f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
-        f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output")
+        f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output, "
+        f"over character {decision['ngram']}-grams; threshold {decision['threshold']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,7 +107,10 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
              (3.0, ""), (3.25, "Running stage 'merge':"), (5.0, "Use `dvc push` ...")]
     procs = [Proc(1, ["python", "dvc", "repro"], 100.0, 105.5, 80 * 1024 * 1024),
              Proc(2, ["python", "-m", "stages.category", "--category", "a"], 100.5, 102.5, 300 * 1024 * 1024),
-             Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024)]
+             Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024),
+             # the category stage's Great Expectations helper: not a stage, its peak is the stage's helper's
+             Proc(4, ["python", "-c", "from cqia.gx_gate import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
+                  250 * 1024 * 1024, ppid=2)]
     m = Measured(["dvc", "repro"], 0, 5.5, 1.0, 0.5, 300.0, 380.0, lines, procs, started=100.0)
     assert ran_stages(m) == ["category@a", "merge"]
     assert stage_of(["sh", "-c", "python -m stages.merge"]) is None
@@ -115,8 +118,8 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
     assert stage_of(["python", "-m", "pytest"]) is None
     assert breakdown(m) == [
         {"stage": "dvc: start, status", "command_s": 0.0, "dvc_s": 0.5, "peak_rss_mb": None},
-        {"stage": "category@a", "command_s": 2.0, "dvc_s": 0.75, "peak_rss_mb": 300.0},
-        {"stage": "merge", "command_s": 1.75, "dvc_s": 0.5, "peak_rss_mb": 200.0},
+        {"stage": "category@a", "command_s": 2.0, "dvc_s": 0.75, "peak_rss_mb": 300.0, "helper_peak_rss_mb": 250.0},
+        {"stage": "merge", "command_s": 1.75, "dvc_s": 0.5, "peak_rss_mb": 200.0, "helper_peak_rss_mb": 0.0},
     ]
 
 

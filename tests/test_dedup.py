@@ -204,3 +204,27 @@ def test_a_decision_for_an_id_the_category_does_not_have_stops_publish(built, tm
         publish(copy, cat)
     assert "name 1 id(s) that are not accepted records of this category" in str(err.value)
     assert not list((copy / "release").glob(".*.tmp")) and not list((copy / "release/lineage").glob(".*.tmp"))
+
+
+def test_a_tag_whose_data_cannot_be_read_is_unreadable_in_history_never_absent(monkeypatch):
+    from cqia import audit
+    from cqia.commands.audit import render_history
+    from cqia.errors import CqiaError, ReleaseUnavailable
+
+    class Stub:
+        def __init__(self, repo, rev):
+            if rev == "v0.2":
+                raise ReleaseUnavailable("the release is in neither the local DVC cache nor the DVC remote",
+                                         where=f"{rev}:data/release/manifest.json")
+            if rev == "v0.3":
+                raise CqiaError("no release at this revision")
+            self.rev = rev
+
+        def entry(self, record_id):
+            return {"status": "released", "record_hash": b"h", "category": "z"}
+
+    monkeypatch.setattr(audit, "Release", Stub)
+    result = audit.history("z-0000000000000001", tags=["v0.1", "v0.2", "v0.3", "v0.4"])
+    assert [(r["rev"], r["state"]) for r in result["releases"]] == [
+        ("v0.1", "added"), ("v0.2", "unreadable"), ("v0.3", "absent"), ("v0.4", "added")]
+    assert "v0.2:data/release/manifest.json: the release is in neither" in render_history(result)

@@ -63,6 +63,9 @@ def render_lineage(result: dict) -> str:
     lines.append(f"release    {result.get('release')}")
     if "releases" in result:
         lines.append(f"released in tags: {', '.join(result['releases']) or 'none'}")
+        if result.get("unreadable_releases"):
+            lines.append(f"not checked:     {', '.join(result['unreadable_releases'])} (its data is not in the "
+                         f"DVC cache or on the remote; `cqia history ID` shows why)")
     return "\n".join(lines)
 
 
@@ -74,6 +77,8 @@ def render_history(result: dict) -> str:
             text += f" ({', '.join(row['fields'])})"
         if row.get("status") == "rejected":
             text += f" (rejected: {row.get('reason')})"
+        if row.get("error"):
+            text += f" ({row['error']})"
         lines.append(text)
     if result["first_release"]:
         lines.append(f"first released in {result['first_release']}; last changed in {result['last_changed']}")
