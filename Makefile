@@ -14,10 +14,10 @@ repro: $(VENV)/.installed
 	$(BIN)/cqia summary
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not e2e" $(PYTEST_ARGS)
 
 # The benchmark (bench/run.py, BENCHMARKS.md): `make bench` at 10k records takes about a minute;
 # `make bench N=1000000` is the 1M run (about 2 GB raw, 40 GB of scratch in bench/out/).
