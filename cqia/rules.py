@@ -53,6 +53,9 @@ from cqia.errors import CqiaError
 
 Verdict = tuple[str, str] | None
 TEXT_FIELDS = ("instruction", "input", "output")
+# PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in
+# `metadata` (a source URL with a contact address, say) and `copyright` ("联系作者 a@b.cn").
+PII_FIELDS = TEXT_FIELDS + ("metadata", "copyright")
 
 REASONS = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field",
@@ -309,7 +312,7 @@ class RuleSet:
         steps: list[dict[str, Any]] = []
         if not self.pii_kinds:
             return steps, None
-        for field in TEXT_FIELDS:
+        for field in PII_FIELDS:
             value = rec.get(field)
             if not isinstance(value, str) or not value:
                 continue

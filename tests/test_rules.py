@@ -447,6 +447,18 @@ def test_pii_in_any_width_is_rejected_at_its_character(output, kind, at):
     assert steps == [] and verdict == ("pii", f"output contains {LABELS[kind]} at character {at} (pii.{kind} is reject)")
 
 
+def test_pii_in_metadata_and_copyright_is_masked_or_rejected_too():
+    rules = RuleSet({"pii": {"email": "mask", "qq": "reject"}})
+    record = {**rec(output="回答"), "metadata": "来源：知乎，作者邮箱 zhang.san@example.com",
+              "copyright": "转载请联系 ｌｉ＠ｅｘａｍｐｌｅ．ｃｎ"}
+    steps, verdict = rules.mask_pii(record)
+    assert verdict is None
+    assert (record["metadata"], record["copyright"]) == ("来源：知乎，作者邮箱 [EMAIL]", "转载请联系 [EMAIL]")
+    assert [(s["field"], s["rules"]) for s in steps] == [("metadata", ["email"]), ("copyright", ["email"])]
+    steps, verdict = rules.mask_pii({**rec(output="回答"), "metadata": "作者ＱＱ：１２３４５６７８９"})
+    assert verdict == ("pii", "metadata contains a QQ number at character 6 (pii.qq is reject)")
+
+
 def test_pii_a_category_keeps_is_left_as_written():
     rules = RuleSet({"pii": {"email": "keep", "phone": "mask"}})
     record = rec(output="邮箱 wang＠example．com，电话１３８１２３４５６７８。")
