@@ -280,7 +280,7 @@ def gate_page(gx: dict[str, Any], run_name: str, data_asset: str, *, notes: str 
               other_gates: Iterable[tuple[str, bool, str]] = (), context: Iterable[tuple[str, Any]] = ()) -> str:
     """GX's Data Docs page of one gate run, offline (see `offline`).
 
-    `gx` is what `cqia.gx_gate.run_suite` returned (as the stage wrote it); `run_name` names the
+    `gx` is what `cqia.gx_gate.SuiteRun.result()` returned (as the stage wrote it); `run_name` names the
     gate run (`category@zhihu`); `other_gates` are (name, success, detail) and `context` (label,
     value) rows of the "Gate run" section, which follows GX's Overview.
     """

@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import orjson
 
+from cqia.errors import CqiaError
+
 JSONL_OPTS = orjson.OPT_APPEND_NEWLINE
 
 
@@ -43,6 +45,14 @@ def read_jsonl(path: str | Path) -> Iterator[Any]:
         for line in handle:
             if line.strip():
                 yield orjson.loads(line)
+
+
+def read_json(path: str | Path, fix: str) -> Any:
+    """A JSON file an earlier stage wrote; missing, it is a one-line error naming the stage to run (`fix`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CqiaError("not found", where=str(path), fix=fix)
+    return orjson.loads(path.read_bytes())
 
 
 def file_digest(path: str | Path, algorithm: str = "md5") -> str:

@@ -137,14 +137,6 @@ class SuiteRun:
                 "expectations": [r.as_dict() for r in self._results]}
 
 
-def run_suite(suite: dict[str, Any], frames, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Validate every frame (pandas DataFrames of one batch) against the suite; see SuiteRun."""
-    run = SuiteRun(suite, extra)
-    for frame in frames:
-        run.validate(frame)
-    return run.result()
-
-
 class GateProcess:
     """A `SuiteRun` in a helper process: same calls, but GX's import overlaps the stage's work.
 
@@ -171,10 +163,6 @@ class GateProcess:
         theirs.close()
         self._conn.send((suite, extra))
         self.rows = 0
-
-    def validate(self, frame) -> None:
-        self.rows += len(frame)
-        self._send(("validate", frame))
 
     def validate_table(self, table) -> None:
         """Validate a pyarrow Table (sent as Arrow IPC; the helper makes the pandas frame)."""
@@ -237,16 +225,7 @@ def _serve_fd(fd: int) -> None:
             if kind == "result":
                 conn.send(("result", run.result()))
                 return
-            if kind == "rows":
-                import pandas as pd
-
-                columns, rows = frame
-                frame = pd.DataFrame.from_records(rows, columns=list(columns))
-            elif kind == "arrow":
-                import pyarrow as pa
-
-                frame = pa.ipc.open_stream(frame).read_all().to_pandas()
-            run.validate(frame)
+            run.validate(_frame(kind, frame))
     except Exception as exc:  # noqa: BLE001 - anything GX raises is reported in the stage, one line
         if not isinstance(exc, CqiaError):
             exc = CqiaError(f"the Great Expectations gate failed to run ({type(exc).__name__}: {exc})")
@@ -256,6 +235,18 @@ def _serve_fd(fd: int) -> None:
             pass  # the stage is gone
     finally:
         conn.close()
+
+
+def _frame(kind: str, data):
+    """The pandas frame of a chunk GateProcess sent: ("rows", (columns, rows)) or ("arrow", IPC bytes)."""
+    if kind == "rows":
+        import pandas as pd
+
+        columns, rows = data
+        return pd.DataFrame.from_records(rows, columns=list(columns))
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all().to_pandas()
 
 
 def _plain(value: Any) -> Any:

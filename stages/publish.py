@@ -25,11 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import Staging, dumps_line, dumps_pretty, read_jsonl
+from cqia.fileio import Staging, dumps_line, dumps_pretty, read_json, read_jsonl
 from cqia.lineage import INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, lineage_path
 from cqia.progress import progress
 from cqia.release import parquet_schema
@@ -38,13 +36,7 @@ from cqia.schema import RecordSchema
 BATCH = 10_000
 
 
-def read_json(path: Path, fix: str) -> Any:
-    if not path.is_file():
-        raise CqiaError("not found", where=str(path), fix=fix)
-    return orjson.loads(path.read_bytes())
-
-
-def load_decisions(path: Path, category: str) -> dict[str, dict[str, Any]]:
+def load_decisions(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise CqiaError("no dedup decisions for this category", where=str(path), fix="Run `dvc repro dedup` first")
     return {d["id"]: d for d in read_jsonl(path)}
@@ -80,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gate = GateProcess(load_suite(args.suite), [{"type": "expect_table_row_count_to_equal",
                                                  "kwargs": {"value": cmetrics["raw"]}}])
-    decisions = load_decisions(Path(args.dedup), name)
+    decisions = load_decisions(Path(args.dedup))
     schema = RecordSchema.from_file(args.schema)
 
     import pyarrow as pa

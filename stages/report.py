@@ -32,7 +32,7 @@ import orjson
 from cqia.datadocs import gate_page, index_page
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError
-from cqia.fileio import Staging, dumps_pretty, read_jsonl
+from cqia.fileio import Staging, dumps_pretty, read_json, read_jsonl
 from cqia.formats import FORMAT_NAMES
 from cqia.params import load_categories, load_yaml
 from cqia.reports import PLOTS, CategoryStats
@@ -47,12 +47,6 @@ def csv_bytes(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")
-
-
-def read_json(path: Path, fix: str) -> Any:
-    if not path.is_file():
-        raise CqiaError("not found", where=str(path), fix=fix)
-    return orjson.loads(path.read_bytes())
 
 
 def suite_notes(suites: Path, name: str) -> str:

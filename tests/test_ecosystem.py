@@ -22,7 +22,7 @@ from cqia.errors import CqiaError
 from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
 from cqia.progress import progress
 from cqia.release import dataset_card, parquet_schema
-from conftest import BIN, make_repo
+from conftest import BIN, make_repo, release_records_bytes
 
 
 def record(rid, instruction, output, input="", domain=None, major=None):
@@ -233,9 +233,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def release_records(release: Path) -> list[dict]:
-    """Every released record in release order: the categories' train.jsonl in manifest order."""
-    manifest = json.loads((release / "manifest.json").read_text())
-    return [r for name in manifest["categories"] for r in read_jsonl(release / name / "train.jsonl")]
+    """Every released record in release order (conftest.release_records_bytes, parsed)."""
+    return [orjson.loads(line) for line in release_records_bytes(release).splitlines()]
 
 
 @pytest.mark.e2e
