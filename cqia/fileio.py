@@ -55,6 +55,27 @@ def read_json(path: str | Path, fix: str) -> Any:
     return orjson.loads(path.read_bytes())
 
 
+class HashingWriter:
+    """A binary file handle that also keeps the sha256 and the size of what went through it,
+    so a stage need not read its output again to list it."""
+
+    def __init__(self, handle: Any):
+        self._handle = handle
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        self.size += len(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+
 def file_digest(path: str | Path, algorithm: str = "md5") -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, algorithm).hexdigest()

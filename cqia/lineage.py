@@ -1,9 +1,14 @@
 """Lineage as a lookup: per source category, a lineage file plus a sorted index.
 
-The `publish@<category>` stage writes `lineage/<category>/lineage.jsonl` in
-the release (one line per raw record of the category, released or rejected)
-through `LineageWriter`, which also records where each line and each released
-record sits. At the end it writes `lineage/<category>/index.parquet`, sorted
+The `category@<category>` stage writes the lineage of its accepted records
+(status `accepted`, `steps` the last key) next to the records themselves. The
+`publish@<category>` stage turns each such line into its final form in the
+release, `lineage/<category>/lineage.jsonl` (one line per raw record of the
+category, released or rejected), by `final_line`: the status, the dedup
+step and (for a dropped duplicate) the reason are spliced into the line's
+bytes, so a record's lineage is serialised once. It writes through
+`LineageWriter`, which also records where each line and each released record
+sits. At the end it writes `lineage/<category>/index.parquet`, sorted
 by id, with per id: category, status, reason, the byte span of its lineage
 line, the byte span of its record in `<category>/train.jsonl` and a hash of
 that record. An id names its category (`<category>-<16 hex>`), so a lookup
@@ -17,6 +22,8 @@ from __future__ import annotations
 import hashlib
 from array import array
 from typing import Any, BinaryIO
+
+import orjson
 
 from cqia.fileio import dumps_line
 
@@ -48,6 +55,26 @@ def record_hash(line: bytes) -> bytes:
     return hashlib.blake2b(line, digest_size=8).digest()
 
 
+def final_line(line: bytes, record_id: str, status: str, step: dict[str, Any],
+               tail: dict[str, Any] | None = None) -> bytes | None:
+    """The release's lineage line of an accepted record, from the category stage's `line`.
+
+    Sets `status`, appends `step` to `steps` and adds the keys of `tail` after
+    them: the same bytes as `dumps_line` of the lineage so changed, without
+    parsing it. None if `line` is not the accepted lineage of `record_id`
+    (`{"id":<id>,"status":"accepted",...,"steps":[...]}`).
+    """
+    head = b'{"id":' + orjson.dumps(record_id) + b',"status":"accepted",'
+    if not (line.startswith(head) and line.endswith(b"]}\n")):
+        return None
+    out = [b'{"id":', orjson.dumps(record_id), b',"status":', orjson.dumps(status), b",",
+           line[len(head):-3], b",", orjson.dumps(step), b"]"]
+    if tail:
+        out += [b",", orjson.dumps(tail)[1:-1]]
+    out.append(b"}\n")
+    return b"".join(out)
+
+
 class LineageWriter:
     """Writes lineage lines and remembers, per id, where things are.
 
@@ -69,13 +96,17 @@ class LineageWriter:
 
     def write(self, lineage: dict[str, Any], record: tuple[int, bytes] | None = None) -> None:
         """Write one lineage line; `record` is (offset in train.jsonl, record line) for a released record."""
-        line = dumps_line(lineage)
+        self.write_line(dumps_line(lineage), lineage["id"], lineage["category"], lineage["status"] == "released",
+                        lineage.get("reason"), record)
+
+    def write_line(self, line: bytes, record_id: str, category: str, released: bool, reason: str | None,
+                   record: tuple[int, bytes] | None = None) -> None:
+        """`write` of a lineage line already serialised (its id, category, status and reason given)."""
         self._out.write(line)
-        self.ids.append(lineage["id"])
-        category = lineage["category"]
+        self.ids.append(record_id)
         self.categories.append(self._names.setdefault(category, category))  # one string per category
-        self.statuses.append(lineage["status"] == "released")
-        self.reasons.append(lineage.get("reason"))
+        self.statuses.append(released)
+        self.reasons.append(reason)
         self._spans.extend((self._offset, len(line)))
         self._offset += len(line)
         if record:

@@ -1,6 +1,8 @@
 """Reports: per-category statistics of a release, as DVC metrics and plots.
 
-Pure: records and reason counts in, dicts and CSV rows out; stages/report.py does the I/O.
+Pure: records and reason counts in, dicts and CSV rows out. The `publish@<category>` stage
+accumulates its released records' statistics while it writes them and stores them in its
+summary (`as_dict`); stages/report.py merges the summaries (`from_dict`) and never reads a record.
 Everything is deterministic (sorted keys, ties broken by label, no timestamps), so `dvc repro`
 reproduces the report byte for byte.
 
@@ -25,12 +27,19 @@ TOP_LABELS = 10           # domains / task types listed by name in the metrics; 
 OTHER = "(other)"
 
 
-def percentile(sorted_values: list[int], p: float) -> int:
-    """Nearest-rank percentile of a sorted list (0 for an empty one)."""
-    if not sorted_values:
+def histogram_percentile(histogram: list[tuple[int, int]], p: float) -> int:
+    """Nearest-rank percentile of the values a histogram ([(value, count)], sorted by value)
+    counts: the smallest value with at least ceil(p% of all) values at or below it (0 if empty)."""
+    total = sum(n for _, n in histogram)
+    if not total:
         return 0
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+    rank = min(max(1, math.ceil(p / 100 * total)), total)
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if seen >= rank:
+            return value
+    raise AssertionError("unreachable: rank <= total")
 
 
 class CategoryStats:
@@ -38,7 +47,7 @@ class CategoryStats:
 
     def __init__(self, name: str):
         self.name = name
-        self.lengths: dict[str, list[int]] = {f: [] for f in LENGTH_FIELDS}
+        self.lengths: dict[str, Counter[int]] = {f: Counter() for f in LENGTH_FIELDS}  # length -> records
         self.task_types: Counter[str] = Counter()
         self.domains: Counter[str] = Counter()
         self.answer_from: Counter[str] = Counter()
@@ -48,7 +57,7 @@ class CategoryStats:
     def add(self, record: dict[str, Any]) -> None:
         self.released += 1
         for field in LENGTH_FIELDS:
-            self.lengths[field].append(len(record.get(field) or ""))
+            self.lengths[field][len(record.get(field) or "")] += 1
         self.task_types.update((record.get("task_type") or {}).get("major") or ["(none)"])
         self.domains.update(record.get("domain") or ["(none)"])
         self.answer_from[record.get("answer_from") or "(none)"] += 1
@@ -63,7 +72,7 @@ class CategoryStats:
         total = CategoryStats(name)
         for stats in [self, *others]:
             for field in LENGTH_FIELDS:
-                total.lengths[field].extend(stats.lengths[field])
+                total.lengths[field].update(stats.lengths[field])
             total.task_types.update(stats.task_types)
             total.domains.update(stats.domains)
             total.answer_from.update(stats.answer_from)
@@ -71,22 +80,40 @@ class CategoryStats:
             total.released += stats.released
         return total
 
-    def sorted_lengths(self) -> dict[str, list[int]]:
-        return {f: sorted(v) for f, v in self.lengths.items()}
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON (what a publish summary stores): lengths as [length, records] pairs."""
+        return {"released": self.released, "human_verified": self.human_verified,
+                "lengths": {f: [list(pair) for pair in sorted(c.items())] for f, c in self.lengths.items()},
+                "task_types": dict(sorted(self.task_types.items())), "domains": dict(sorted(self.domains.items())),
+                "answer_from": dict(sorted(self.answer_from.items()))}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> "CategoryStats":
+        stats = cls(name)
+        stats.released, stats.human_verified = data["released"], data["human_verified"]
+        for field in LENGTH_FIELDS:
+            stats.lengths[field] = Counter({length: n for length, n in data["lengths"][field]})
+        stats.task_types, stats.domains = Counter(data["task_types"]), Counter(data["domains"])
+        stats.answer_from = Counter(data["answer_from"])
+        return stats
+
+    def histograms(self) -> dict[str, list[tuple[int, int]]]:
+        return {f: sorted(c.items()) for f, c in self.lengths.items()}
 
     def metrics(self, rejected_by_reason: dict[str, int]) -> dict[str, Any]:
-        lengths = self.sorted_lengths()
+        lengths = self.histograms()
         out: dict[str, Any] = {
             "released": self.released,
             "rejected": sum(rejected_by_reason.values()),
             "rejected_by_reason": dict(sorted(rejected_by_reason.items())),
             "human_verified": self.human_verified,
         }
-        for field, values in lengths.items():
-            summary = {"min": values[0] if values else 0}
-            summary.update({f"p{p}": percentile(values, p) for p in SUMMARY_PERCENTILES})
-            summary["max"] = values[-1] if values else 0
-            summary["mean"] = round(sum(values) / len(values), 1) if values else 0
+        for field, hist in lengths.items():
+            total = sum(n for _, n in hist)
+            summary = {"min": hist[0][0] if hist else 0}
+            summary.update({f"p{p}": histogram_percentile(hist, p) for p in SUMMARY_PERCENTILES})
+            summary["max"] = hist[-1][0] if hist else 0
+            summary["mean"] = round(sum(v * n for v, n in hist) / total, 1) if total else 0
             out[f"{field}_chars"] = summary
         out["task_type"] = top(self.task_types)
         out["domain"] = top(self.domains)
@@ -95,14 +122,14 @@ class CategoryStats:
 
     def plot_rows(self, rejected_by_reason: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
         """Rows of each plot file, by plot name (see PLOTS)."""
-        lengths = self.sorted_lengths()
+        lengths = self.histograms()
         rows: dict[str, list[dict[str, Any]]] = {
             "rejected_by_reason": [{"reason": r, "records": n} for r, n in sorted(rejected_by_reason.items())],
             "task_type": [{"task_type": k, "records": n} for k, n in ranked(self.task_types)],
             "domain": [{"domain": k, "records": n} for k, n in ranked(self.domains)],
         }
-        for field, values in lengths.items():
-            rows[f"{field}_length"] = [{"percentile": p, "chars": percentile(values, p)} for p in PLOT_PERCENTILES]
+        for field, hist in lengths.items():
+            rows[f"{field}_length"] = [{"percentile": p, "chars": histogram_percentile(hist, p)} for p in PLOT_PERCENTILES]
         return rows
 
 

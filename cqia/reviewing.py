@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import io
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -286,6 +287,17 @@ def load_reviews(name: str, reviews_dir: Path) -> tuple[Path, dict[str, Decision
         return reviews, load_decisions(handle, str(reviews))
 
 
+def accepted_entries(stage_dir: Path) -> Iterator[dict[str, Any]]:
+    """The category stage's accepted records with their lineage ({record, lineage}), from its
+    `accepted.jsonl` and `lineage.jsonl` (line for line)."""
+    pairs = zip_longest(read_jsonl(stage_dir / "accepted.jsonl"), read_jsonl(stage_dir / "lineage.jsonl"))
+    for n, (record, lineage) in enumerate(pairs, 1):
+        if record is None or lineage is None or record["id"] != lineage["id"]:
+            raise CqiaError(f"line {n} of accepted.jsonl and of lineage.jsonl are not the same record",
+                            where=str(stage_dir), fix=f"Run `dvc repro -f category@{stage_dir.name}`")
+        yield {"record": record, "lineage": lineage}
+
+
 def category_state(name: str, stages_dir: Path, reviews_dir: Path) -> CategoryState:
     cdir = stages_dir / name
     accepted, rejects = cdir / "accepted.jsonl", cdir / "rejects.jsonl"
@@ -295,8 +307,8 @@ def category_state(name: str, stages_dir: Path, reviews_dir: Path) -> CategorySt
                             fix=f"Run `dvc repro category@{name}` first")
     reviewable: set[str] = set()
     by_rule: dict[str, str] = {}
-    for entry in read_jsonl(accepted):
-        reviewable.add(entry["record"]["id"])
+    for record in read_jsonl(accepted):
+        reviewable.add(record["id"])
     for lineage in read_jsonl(rejects):
         if lineage.get("reason") in REVIEWED_REASONS or any(
                 s.get("step") == "review" for s in lineage.get("steps", [])):

@@ -4,15 +4,17 @@
         --raw-dir data/raw/100poison --reviews data/reviews/100poison.jsonl \\
         --schema schemas/record.schema.json --suite expectations/default.json \\
         --accepted data/stages/100poison/accepted.jsonl \\
+        --lineage data/stages/100poison/lineage.jsonl \\
         --rejects data/stages/100poison/rejects.jsonl \\
         --keys data/stages/100poison/keys.parquet \\
         --metrics data/stages/100poison/metrics.json
 
 Reads `categories.<name>`, `gates` and the sketch keys of `neardup` from
-params. Writes the accepted records with their lineage, the rejects with
-reason codes, the keys the dedup stage compares (cqia/dedup.py: id, exact
-key, MinHash signatures) and metrics; all four appear together, and only if
-every gate passed.
+params. Writes the accepted records (`--accepted`, one JSON line each, the
+bytes the release will hold), their lineage (`--lineage`, line for line), the
+rejects with reason codes and their lineage, the keys the dedup stage compares
+(cqia/dedup.py: id, exact key, MinHash signatures) and metrics; all five
+appear together, and only if every gate passed.
 """
 
 from __future__ import annotations
@@ -129,8 +131,9 @@ def _pause(n: int, *handles) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.category", __doc__, ("--category", "--params", "--raw-dir", "--reviews", "--schema",
-                                                  "--suite", "--accepted", "--rejects", "--keys", "--metrics"), argv)
-    sweep(args.accepted, args.rejects, args.keys, args.metrics)
+                                                  "--suite", "--accepted", "--lineage", "--rejects", "--keys",
+                                                  "--metrics"), argv)
+    sweep(args.accepted, args.lineage, args.rejects, args.keys, args.metrics)
     from cqia.gx_gate import GateProcess, failure_report, load_suite
 
     suite = load_suite(args.suite)
@@ -157,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     pause_after = _pause_after(category.name)
     rows: list[tuple] = []
 
-    with Staging() as staging, staging.open(args.accepted) as acc_out, staging.open(args.rejects) as rej_out:
+    with Staging() as staging, staging.open(args.accepted) as acc_out, staging.open(args.lineage) as lin_out, \
+            staging.open(args.rejects) as rej_out:
         for name in category.raw:
             path = raw_dir / name
             if not path.is_file():
@@ -168,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             for outcome in progress(processor.process(source, items),
                                     f"{category.name} {name}"):
                 if written == pause_after:
-                    _pause(written, acc_out, rej_out)
+                    _pause(written, acc_out, lin_out, rej_out)
                 written += 1
                 if outcome.accepted:
                     accepted += 1
                     outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations",
                                                      "suite": suite.get("name", ""), "result": "pass"})
-                    acc_out.write(dumps_line({"record": outcome.record, "lineage": outcome.lineage}))
+                    acc_out.write(dumps_line(outcome.record))
+                    lin_out.write(dumps_line(outcome.lineage))
                     rows.append(gx_row(outcome.record))
                     keys.add(outcome.record)
                     if len(rows) >= chunk_rows:

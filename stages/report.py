@@ -1,14 +1,15 @@
 """Stage `report`: the release's statistics as DVC metrics and plots, and GX Data Docs of the gates.
 
     python -m stages.report --params params.yaml --stages-dir data/stages \\
-        --release data/release --release-metrics data/release_metrics.json \\
+        --release-metrics data/release_metrics.json \\
         --dedup-metrics data/dedup_metrics.json --publish-dir data/publish \\
         --schema schemas/record.schema.json --suites expectations \\
         --metrics data/reports/metrics.json --plots data/reports/plots \\
         --datadocs data/reports/datadocs
 
 Reads `release.version` and `categories` from params. Writes per-category
-statistics (`dvc metrics show`, see cqia/reports.py), one CSV per category and
+statistics (`dvc metrics show`, see cqia/reports.py; the publish stages
+gathered them while writing the records, so no record is read here), one CSV per category and
 plot under `--plots` (`dvc plots show`), and under `--datadocs` one Great
 Expectations Data Docs page per gate run (category-<name>.html for each
 category stage, release.html for merge), rendered by GX from the results the
@@ -31,8 +32,7 @@ import orjson
 
 from cqia.datadocs import gate_page, index_page
 from cqia.entry import arguments, run, sweep
-from cqia.errors import CqiaError
-from cqia.fileio import Staging, dumps_pretty, read_json, read_jsonl
+from cqia.fileio import Staging, dumps_pretty, read_json
 from cqia.formats import FORMAT_NAMES
 from cqia.params import load_categories, load_yaml
 from cqia.reports import PLOTS, CategoryStats
@@ -71,7 +71,7 @@ def write_gate_page(docs: Path, href: str, gx: dict[str, Any], run_name: str, da
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments("stages.report", __doc__, ("--params", "--stages-dir", "--release", "--release-metrics",
+    args = arguments("stages.report", __doc__, ("--params", "--stages-dir", "--release-metrics",
                                                 "--dedup-metrics", "--publish-dir",
                                                 "--schema", "--suites", "--metrics", "--plots", "--datadocs"), argv)
     sweep(args.metrics, args.plots, args.datadocs)
@@ -79,18 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     params = load_yaml(args.params)
     version = (params.get("release") or {}).get("version", "")
     categories = load_categories(params, FORMAT_NAMES, args.params)
-    release_dir, stages_dir, suites = Path(args.release), Path(args.stages_dir), Path(args.suites)
+    stages_dir, suites = Path(args.stages_dir), Path(args.suites)
     release_metrics = read_json(Path(args.release_metrics), "Run `dvc repro merge` first")
     schema_version = RecordSchema.from_file(args.schema).version
 
     stats: list[CategoryStats] = []
     reasons: dict[str, dict[str, int]] = {}
+    parts: dict[str, dict[str, Any]] = {}
     for cat in categories:
-        path = release_dir / cat.name / "train.jsonl"
-        if not path.is_file():
-            raise CqiaError(f"category '{cat.name}' is not in the release", where=str(path),
-                            fix="Run `dvc repro merge` first")
-        stats.append(CategoryStats(cat.name).add_all(read_jsonl(path)))
+        part = read_json(Path(args.publish_dir) / f"{cat.name}.json", f"Run `dvc repro publish@{cat.name}` first")
+        parts[cat.name] = part
+        stats.append(CategoryStats.from_dict(cat.name, part["statistics"]))
         reasons[cat.name] = dict(release_metrics["categories"][cat.name]["rejected_by_reason"])
     total = stats[0].merged(stats[1:], ALL)
     all_reasons: dict[str, int] = {}
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             context=[("stage", "dedup"), ("accepted records compared", dedup["accepted"]),
                      ("exact duplicates", dedup["duplicates"]), ("near duplicates", dedup["near_duplicates"])]))
         for cat in categories:
-            part = read_json(Path(args.publish_dir) / f"{cat.name}.json", f"Run `dvc repro publish@{cat.name}` first")
+            part = parts[cat.name]
             acc = part["gates"]["accounting"]
             pages.append(write_gate_page(
                 docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -110,6 +111,7 @@ def built(tmp_path_factory):
                   str(ROOT / "data/raw" / cat), "--reviews", str(ROOT / "data/reviews" / f"{cat}.jsonl"),
                   "--schema", str(ROOT / "schemas/record.schema.json"), "--suite", str(ROOT / f"expectations/{suite}.json"),
                   "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
+                  "--lineage", str(tmp / "stages" / cat / "lineage.jsonl"),
                   "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
                   "--keys", str(tmp / "stages" / cat / "keys.parquet"),
                   "--metrics", str(tmp / "stages" / cat / "metrics.json"))
@@ -127,7 +129,7 @@ def dedup(tmp: Path) -> None:
 
 def publish(tmp: Path, cat: str) -> None:
     run_stage("stages.publish", "--category", cat, "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
-              "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
+              "--accepted-lineage", str(tmp / "stages" / cat / "lineage.jsonl"), "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
               "--category-metrics", str(tmp / "stages" / cat / "metrics.json"),
               "--dedup", str(tmp / "dedup" / f"{cat}.jsonl"), "--schema", str(ROOT / "schemas/record.schema.json"),
               "--suite", str(ROOT / "expectations/publish.json"), "--out", str(tmp / "release" / cat),
@@ -204,6 +206,67 @@ def test_a_decision_for_an_id_the_category_does_not_have_stops_publish(built, tm
         publish(copy, cat)
     assert "name 1 id(s) that are not accepted records of this category" in str(err.value)
     assert not list((copy / "release").glob(".*.tmp")) and not list((copy / "release/lineage").glob(".*.tmp"))
+
+
+def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(built, tmp_path):
+    """accepted.jsonl and lineage.jsonl of a category stage go together; publish splices the
+    lineage by position, so a line out of step is a failed gate naming the line, never a wrong lineage."""
+    tmp, cats = built
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp, copy)
+    cat = cats[0]
+    path = copy / "stages" / cat / "lineage.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[1], lines[0], *lines[2:]]))
+    from cqia.errors import GateFailed
+
+    with pytest.raises(GateFailed) as err:
+        publish(copy, cat)
+    assert str(err.value).startswith(f"{path}: line 1 of the accepted records and of their lineage are not the same "
+                                     f"record ({cat}-")
+    assert str(err.value).endswith(f"Run `dvc repro -f category@{cat}`")
+    path.write_bytes(b"".join(lines[:-1]))                                   # one line short
+    with pytest.raises(GateFailed) as err:
+        publish(copy, cat)
+    assert f"line {len(lines)} of the accepted records" in str(err.value)
+    assert not list((copy / "release").glob(".*.tmp"))
+
+
+def test_publish_summary_carries_the_statistics_of_what_it_released(built):
+    from cqia.reports import CategoryStats
+
+    tmp, cats = built
+    for cat in cats:
+        summary = json.loads((tmp / "publish" / f"{cat}.json").read_text())
+        records = [orjson.loads(line) for line in (tmp / "release" / cat / "train.jsonl").read_bytes().splitlines()]
+        assert summary["statistics"] == CategoryStats(cat).add_all(records).as_dict()
+        # train.jsonl and lineage.jsonl are hashed while written, the rest after: all as on disk
+        assert len(summary["files"]) == 4
+        for relpath, info in summary["files"].items():
+            data = (tmp / "release" / relpath).read_bytes()
+            assert info == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, relpath
+
+
+def test_released_records_are_the_category_stages_bytes_and_parquet_holds_the_same(built):
+    tmp, cats = built
+    for cat in cats:
+        accepted = set((tmp / "stages" / cat / "accepted.jsonl").read_bytes().splitlines(keepends=True))
+        released = (tmp / "release" / cat / "train.jsonl").read_bytes().splitlines(keepends=True)
+        assert released and set(released) <= accepted
+        assert pq.read_table(tmp / "release" / cat / "train.parquet").to_pylist() == [orjson.loads(r) for r in released]
+
+
+def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
+    from cqia.release import parquet_schema
+    from stages.publish import parquet_batch
+
+    big = {"id": "x-0000000000000001", "instruction": "长" * 700_000, "input": "", "output": "答",
+           "task_type": {"major": ["问答"], "minor": []}, "domain": ["通用"], "metadata": "", "answer_from": "human",
+           "human_verified": False, "copyright": "c"}
+    small = dict(big, id="x-0000000000000002", instruction="短")
+    table = parquet_batch([orjson.dumps(r) + b"\n" for r in (small, big, small)], parquet_schema())
+    assert table.schema == parquet_schema()
+    assert table.to_pylist() == [small, big, small]
 
 
 def test_a_tag_whose_data_cannot_be_read_is_unreadable_in_history_never_absent(monkeypatch):

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import category_from_params
@@ -387,3 +389,52 @@ def test_pii_the_category_keeps_is_released_as_normalised(normalize):
                 if normalize.get("fullwidth_ascii") else f"ＡＩ客服说：{pii}，工作时间９点到５点。")
     assert out.accepted and out.record["output"] == expected
     assert not [s for s in out.lineage["steps"] if s["step"] == "mask"] and "redacted" not in out.lineage
+
+
+DEDUP_PASS = {"step": "dedup", "result": "pass"}
+DEDUP_DROP = {"step": "dedup", "result": "reject", "reason": "duplicate_of:t-0000000000000001",
+              "duplicate_of": "t-0000000000000001"}
+
+
+def spliced_equals_serialised(lineage: dict) -> None:
+    """publish's splice (cqia.lineage.final_line) gives the bytes of the lineage changed and serialised."""
+    from cqia.fileio import dumps_line
+    from cqia.lineage import final_line
+
+    line = dumps_line(lineage)
+    released = dict(lineage, status="released", steps=[*lineage["steps"], DEDUP_PASS])
+    assert final_line(line, lineage["id"], "released", DEDUP_PASS) == dumps_line(released)
+    tail = {"reason": DEDUP_DROP["reason"], "detail": "same instruction, input and output as t-0000000000000001"}
+    dropped = dict(lineage, status="rejected", steps=[*lineage["steps"], DEDUP_DROP], **tail)
+    assert final_line(line, lineage["id"], "rejected", DEDUP_DROP, tail) == dumps_line(dropped)
+
+
+def test_the_lineage_splice_gives_the_serialised_bytes():
+    lines = ['{"prompt": "ＡＩ会取代医生吗？", "answer": "不会完全取代。", "domain_en": "ai", "domain_zh": "人工智能"}',
+             '{"prompt": "怎么联系你们？", "answer": "发邮件到 wang@example.com 或打 13812345678。", "domain_en": "x", "domain_zh": "客服"}',
+             '{"prompt": "引号\\"和\\\\反斜杠]}", "answer": "结尾是 ]} 也没关系\\n", "domain_en": "x", "domain_zh": "测试"}']
+    entry = dict(ENTRY, rules={"pii": {"email": "mask", "phone": "mask"}})
+    _, outs = run(lines, entry)
+    assert [o.accepted for o in outs] == [True, True, True]
+    assert "redacted" in outs[1].lineage
+    for out in outs:
+        spliced_equals_serialised(out.lineage)
+
+
+@given(st.text(min_size=2, max_size=40), st.text(min_size=2, max_size=40))
+def test_the_lineage_splice_gives_the_serialised_bytes_for_any_text(prompt, answer):
+    _, [out] = run([orjson.dumps({"prompt": prompt, "answer": answer, "domain_en": "x", "domain_zh": "y"}).decode()],
+                   dict(ENTRY, rules={}))
+    if out.accepted:
+        spliced_equals_serialised(out.lineage)
+
+
+def test_the_lineage_splice_refuses_a_line_of_another_record_or_status():
+    from cqia.fileio import dumps_line
+    from cqia.lineage import final_line
+
+    _, [out] = run(['{"prompt": "问题是什么？", "answer": "回答在这里。", "domain_en": "x", "domain_zh": "y"}'])
+    line = dumps_line(out.lineage)
+    assert final_line(line, "t-0000000000000000", "released", DEDUP_PASS) is None
+    assert final_line(line.replace(b'"accepted"', b'"rejected"', 1), out.id, "released", DEDUP_PASS) is None
+    assert final_line(line.rstrip(b"\n"), out.id, "released", DEDUP_PASS) is None

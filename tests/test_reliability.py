@@ -37,7 +37,9 @@ ENTRIES = {
 class Run:
     def __init__(self, out: Path):
         self.metrics = json.loads((out / "metrics.json").read_text())
-        self.accepted = [orjson.loads(line) for line in (out / "accepted.jsonl").read_bytes().splitlines()]
+        self.accepted = [{"record": orjson.loads(record), "lineage": orjson.loads(lineage)} for record, lineage in
+                         zip((out / "accepted.jsonl").read_bytes().splitlines(),
+                             (out / "lineage.jsonl").read_bytes().splitlines(), strict=True)]
         self.rejects = [orjson.loads(line) for line in (out / "rejects.jsonl").read_bytes().splitlines()]
 
     def rejected(self) -> list[tuple[int, str, str]]:
@@ -64,7 +66,8 @@ class Stage:
         return ["--category", category, "--params", str(self.params), "--raw-dir", str(self.raw),
                 "--reviews", str(self.reviews), "--schema", str(ROOT / "schemas/record.schema.json"),
                 "--suite", str(ROOT / "expectations/default.json"),
-                "--accepted", str(self.out / "accepted.jsonl"), "--rejects", str(self.out / "rejects.jsonl"),
+                "--accepted", str(self.out / "accepted.jsonl"), "--lineage", str(self.out / "lineage.jsonl"),
+                "--rejects", str(self.out / "rejects.jsonl"),
                 "--keys", str(self.out / "keys.parquet"), "--metrics", str(self.out / "metrics.json")]
 
     def write(self, files: dict[str, bytes], fmt: str = "poison-mpts", name: str = "t", **entry) -> None:

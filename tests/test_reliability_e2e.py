@@ -45,14 +45,15 @@ def test_sigkill_mid_write_leaves_no_partial_output_and_the_next_repro_recovers(
         wait_for_line(proc, f"{PAUSE_ENV}: paused after 5 records")
         temporaries = staged(out)
         # the stage is in the middle of writing: 5 records are in its temporaries ...
-        assert [p.name.split(".")[1] for p in temporaries] == ["accepted", "rejects"]
-        assert sum(len(p.read_bytes().splitlines()) for p in temporaries) == 5
+        assert [p.name.split(".")[1] for p in temporaries] == ["accepted", "lineage", "rejects"]
+        accepted, lineage, rejects = (len(p.read_bytes().splitlines()) for p in temporaries)
+        assert accepted == lineage and accepted + rejects == 5
     finally:
         os.killpg(proc.pid, signal.SIGKILL)          # dvc and the stage, as a power cut or the OOM killer would
         proc.wait()
         proc.stdout.close()
     # ... and none of it is in place: no output of the killed stage, nothing downstream
-    for name in ("accepted.jsonl", "rejects.jsonl", "metrics.json"):
+    for name in ("accepted.jsonl", "lineage.jsonl", "rejects.jsonl", "metrics.json"):
         assert not (out / name).exists(), name
     assert not repo.file("data/release").exists()
     assert staged(out)

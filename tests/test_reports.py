@@ -9,20 +9,24 @@ near-duplicate detection is checked on the real pipeline too), then `dvc metrics
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cqia.errors import CqiaError
 from cqia.fileio import dumps_line, dumps_pretty, read_jsonl
 from cqia.datadocs import RUN_TIME, gate_page, index_page, offline
-from cqia.reports import CategoryStats, percentile
+from cqia.reports import CategoryStats, histogram_percentile
 from stages import report
 from conftest import release_lineage
 from tests.conftest import ROOT
@@ -71,10 +75,37 @@ def test_breakdowns_keep_the_top_labels_and_sum_the_rest():
     assert domains["(other)"] == 2
 
 
+def nearest_rank(sorted_values: list[int], p: float) -> int:
+    """The textbook nearest-rank percentile of a sorted list, the oracle for the histogram's."""
+    if not sorted_values:
+        return 0
+    return sorted_values[min(max(1, math.ceil(p / 100 * len(sorted_values))), len(sorted_values)) - 1]
+
+
+def hist(values: list[int]) -> list[tuple[int, int]]:
+    return sorted(Counter(values).items())
+
+
 def test_percentile_is_nearest_rank():
     values = list(range(1, 101))
-    assert [percentile(values, p) for p in (0, 1, 50, 90, 99, 100)] == [1, 1, 50, 90, 99, 100]
-    assert percentile([], 50) == 0 and percentile([7], 90) == 7
+    assert [histogram_percentile(hist(values), p) for p in (0, 1, 50, 90, 99, 100)] == [1, 1, 50, 90, 99, 100]
+    assert histogram_percentile([], 50) == 0 and histogram_percentile([(7, 1)], 90) == 7
+
+
+@given(st.lists(st.integers(0, 50), max_size=60), st.integers(0, 100))
+def test_histogram_percentile_is_the_percentile_of_the_values(values, p):
+    assert histogram_percentile(hist(values), p) == nearest_rank(sorted(values), p)
+
+
+def test_statistics_survive_a_summary_round_trip_and_merge_like_records():
+    """publish stores `as_dict()` in its summary; the report merges `from_dict()`s: the same
+    metrics and plots as statistics over all the records at once."""
+    parts = [CategoryStats("a").add_all(RECORDS[:1]), CategoryStats("b").add_all(RECORDS[1:])]
+    loaded = [CategoryStats.from_dict(s.name, orjson.loads(orjson.dumps(s.as_dict()))) for s in parts]
+    together = CategoryStats("all").add_all(RECORDS)
+    merged = loaded[0].merged(loaded[1:], "all")
+    assert merged.metrics({"x": 1}) == together.metrics({"x": 1})
+    assert merged.plot_rows({}) == together.plot_rows({})
 
 
 GX_RESULT = {"suite": "default", "success": False, "rows": 25, "expectations": [
@@ -198,8 +229,6 @@ def build_tree(root: Path) -> None:
     names = [c.name for c in load_categories(load_yaml(root / "params.yaml"), FORMAT_NAMES)]
     categories = {}
     for i, name in enumerate(names):
-        (root / "data/release" / name).mkdir(parents=True)
-        (root / "data/release" / name / "train.jsonl").write_bytes(b"".join(dumps_line(r) for r in RECORDS[i:]))
         categories[name] = {"raw": 10, "released": len(RECORDS) - i, "rejected": 6 + i,
                             "rejected_by_reason": {"schema_invalid": 6 + i}}
         (root / "data/stages" / name).mkdir(parents=True)
@@ -209,7 +238,8 @@ def build_tree(root: Path) -> None:
                       "accounting": {"raw": 10, "accepted": 4 - i, "rejected": 6 + i, "success": True}}}))
         (root / "data/publish").mkdir(parents=True, exist_ok=True)
         (root / "data/publish" / f"{name}.json").write_bytes(dumps_pretty({
-            "raw": 10, "gates": {"schema": {"released_checked": 4 - i, "success": True},
+            "raw": 10, "statistics": CategoryStats(name).add_all(RECORDS[i:]).as_dict(),
+            "gates": {"schema": {"released_checked": 4 - i, "success": True},
                                  "accounting": {"accepted": 4 - i, "released": 4 - i, "duplicates": 0, "success": True},
                                  "great_expectations": GX_RESULT | {"suite": "publish", "success": True}}}))
     (root / "data/dedup_metrics.json").write_bytes(dumps_pretty({
@@ -224,7 +254,6 @@ def build_tree(root: Path) -> None:
 
 def run_report(root: Path) -> int:
     return report.main(["--params", str(root / "params.yaml"), "--stages-dir", str(root / "data/stages"),
-                        "--release", str(root / "data/release"),
                         "--release-metrics", str(root / "data/release_metrics.json"),
                         "--dedup-metrics", str(root / "data/dedup_metrics.json"),
                         "--publish-dir", str(root / "data/publish"),

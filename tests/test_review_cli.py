@@ -57,10 +57,12 @@ def build_stage(root: Path, name: str, raw_bytes: bytes, raw_name: str, array: b
     items = parse_json_array(raw_bytes) if array else parse_jsonl(raw_bytes.splitlines(keepends=True))
     out = root / "data" / "stages" / name
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "accepted.jsonl", "wb") as acc, open(out / "rejects.jsonl", "wb") as rej:
+    with open(out / "accepted.jsonl", "wb") as acc, open(out / "lineage.jsonl", "wb") as lin, \
+            open(out / "rejects.jsonl", "wb") as rej:
         for outcome in processor.process(Source(f"data/raw/{name}/{raw_name}", "0" * 32), items):
             if outcome.accepted:
-                acc.write(dumps_line({"record": outcome.record, "lineage": outcome.lineage}))
+                acc.write(dumps_line(outcome.record))
+                lin.write(dumps_line(outcome.lineage))
             else:
                 rej.write(dumps_line(outcome.lineage))
 
@@ -85,7 +87,7 @@ def cqia(*args: str):
 
 def ids_of(stage: Path, reason: str | None = None, accepted: bool = False) -> list[str]:
     if accepted:
-        return [e["record"]["id"] for e in read_jsonl(stage / "accepted.jsonl")]
+        return [record["id"] for record in read_jsonl(stage / "accepted.jsonl")]
     return [e["id"] for e in read_jsonl(stage / "rejects.jsonl") if e["reason"] == reason]
 
 

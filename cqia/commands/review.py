@@ -41,12 +41,12 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
     cdir = STAGES_DIR / category
-    for path in (cdir / "accepted.jsonl", cdir / "rejects.jsonl"):
+    for path in (cdir / "accepted.jsonl", cdir / "lineage.jsonl", cdir / "rejects.jsonl"):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
     _, decisions = reviewing.load_reviews(category, REVIEWS_DIR)
-    rows = reviewing.pending_rows(read_jsonl(cdir / "accepted.jsonl"), read_jsonl(cdir / "rejects.jsonl"),
+    rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
                                   set(decisions), reviewing.Rebuilder(cat, SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
     jsonl_path, csv_path = sheet_paths(out, category)
