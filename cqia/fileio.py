@@ -2,11 +2,17 @@
 
 Outputs appear whole or not at all: every writer writes to a temporary file
 next to its target and renames it into place only when the stage commits.
+
+A file whose name ends in `.zst` is written and read zstd-compressed (Arrow's
+codec, level 1, ~760 MB/s on this project's lineage; a quarter of the bytes):
+the big intermediates between stages, which DVC would otherwise hash and copy
+into its cache at full size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -35,13 +41,61 @@ def dumps_pretty(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
+ZSTD_SUFFIX = ".zst"
+BUFFER = 1 << 20
+
+
+def compressed(path: str | Path) -> bool:
+    return Path(path).suffix == ZSTD_SUFFIX
+
+
+@contextmanager
+def open_read(path: str | Path) -> Iterator[Any]:
+    """A binary file for reading, decompressed if its name ends in `.zst`; iterating it yields lines."""
+    if not compressed(path):
+        with open(path, "rb") as handle:
+            yield handle
+        return
+    import pyarrow as pa
+
+    with io.BufferedReader(pa.input_stream(str(path), compression="zstd"), BUFFER) as handle:
+        yield _Lines(handle, str(path))
+
+
+class _Lines:
+    """The lines of a compressed file; a damaged one is a one-line error naming it."""
+
+    def __init__(self, handle: io.BufferedReader, path: str):
+        self._handle, self._path = handle, path
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._handle
+        except OSError as exc:
+            raise CqiaError(f"the compressed file is damaged ({exc})", where=self._path,
+                            fix="Rebuild it: `dvc repro -f` of the stage that writes it") from None
+
+
+@contextmanager
+def open_write(path: str | Path, zstd: bool | None = None) -> Iterator[Any]:
+    """A binary file for writing, compressed if `zstd` (default: if its name ends in `.zst`)."""
+    if not (compressed(path) if zstd is None else zstd):
+        with open(path, "wb") as handle:
+            yield handle
+        return
+    import pyarrow as pa
+
+    with io.BufferedWriter(pa.output_stream(str(path), compression="zstd"), BUFFER) as handle:
+        yield handle
+
+
 def read_jsonl(path: str | Path) -> Iterator[Any]:
-    """Yield the objects of a JSON Lines file this project wrote.
+    """Yield the objects of a JSON Lines file this project wrote (`.zst`: compressed).
 
     Lines are split on b"\\n" only: U+2028 and U+2029 are legal inside JSON
     strings and `str.splitlines()` would tear records apart at them.
     """
-    with open(path, "rb") as handle:
+    with open_read(path) as handle:
         for line in handle:
             if line.strip():
                 yield orjson.loads(line)
@@ -110,7 +164,8 @@ class Staging:
 
     @contextmanager
     def open(self, target: str | Path) -> Iterator[Any]:
-        with open(self.path(target), "wb") as handle:
+        """The staged file of `target`, open for writing (compressed if `target` ends in `.zst`)."""
+        with open_write(self.path(target), zstd=compressed(target)) as handle:
             yield handle
 
     def commit(self) -> None:

@@ -47,6 +47,10 @@ PENDING_REASON = "review_pending"
 REVIEWED_REASONS = ("review_pending", "review_rejected")
 QUIET_STEPS = ("parse", "schema", "gate")
 
+# The category stage's outputs the review tools read (dvc.yaml names them; data/stages/<category>/).
+ACCEPTED = "accepted.jsonl.zst"
+ACCEPTED_LINEAGE = "lineage.jsonl.zst"
+
 
 # --- export --------------------------------------------------------------
 
@@ -289,18 +293,18 @@ def load_reviews(name: str, reviews_dir: Path) -> tuple[Path, dict[str, Decision
 
 def accepted_entries(stage_dir: Path) -> Iterator[dict[str, Any]]:
     """The category stage's accepted records with their lineage ({record, lineage}), from its
-    `accepted.jsonl` and `lineage.jsonl` (line for line)."""
-    pairs = zip_longest(read_jsonl(stage_dir / "accepted.jsonl"), read_jsonl(stage_dir / "lineage.jsonl"))
+    `accepted.jsonl.zst` and `lineage.jsonl.zst` (line for line)."""
+    pairs = zip_longest(read_jsonl(stage_dir / ACCEPTED), read_jsonl(stage_dir / ACCEPTED_LINEAGE))
     for n, (record, lineage) in enumerate(pairs, 1):
         if record is None or lineage is None or record["id"] != lineage["id"]:
-            raise CqiaError(f"line {n} of accepted.jsonl and of lineage.jsonl are not the same record",
+            raise CqiaError(f"line {n} of {ACCEPTED} and of {ACCEPTED_LINEAGE} are not the same record",
                             where=str(stage_dir), fix=f"Run `dvc repro -f category@{stage_dir.name}`")
         yield {"record": record, "lineage": lineage}
 
 
 def category_state(name: str, stages_dir: Path, reviews_dir: Path) -> CategoryState:
     cdir = stages_dir / name
-    accepted, rejects = cdir / "accepted.jsonl", cdir / "rejects.jsonl"
+    accepted, rejects = cdir / ACCEPTED, cdir / "rejects.jsonl"
     for path in (accepted, rejects):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{name}'", where=str(path),

@@ -3,15 +3,16 @@
     python -m stages.category --category 100poison --params params.yaml \\
         --raw-dir data/raw/100poison --reviews data/reviews/100poison.jsonl \\
         --schema schemas/record.schema.json --suite expectations/default.json \\
-        --accepted data/stages/100poison/accepted.jsonl \\
-        --lineage data/stages/100poison/lineage.jsonl \\
+        --accepted data/stages/100poison/accepted.jsonl.zst \\
+        --lineage data/stages/100poison/lineage.jsonl.zst \\
         --rejects data/stages/100poison/rejects.jsonl \\
         --keys data/stages/100poison/keys.parquet \\
         --metrics data/stages/100poison/metrics.json
 
 Reads `categories.<name>`, `gates` and the sketch keys of `neardup` from
 params. Writes the accepted records (`--accepted`, one JSON line each, the
-bytes the release will hold), their lineage (`--lineage`, line for line), the
+bytes the release will hold), their lineage (`--lineage`, line for line; both zstd-compressed when their
+names end in `.zst`, as dvc.yaml names them: cqia/fileio.py), the
 rejects with reason codes and their lineage, the keys the dedup stage compares
 (cqia/dedup.py: id, exact key, MinHash signatures) and metrics; all five
 appear together, and only if every gate passed.
@@ -125,6 +126,7 @@ def _pause_after(category: str) -> int | None:
 def _pause(n: int, *handles) -> None:
     for handle in handles:
         handle.flush()
+        handle.raw.flush()         # a .zst file's compressor, under its buffer
     print(f"{PAUSE_ENV}: paused after {n} records", file=sys.stderr, flush=True)
     time.sleep(3600)
 

@@ -1,7 +1,7 @@
 """Stage `publish@<name>`: one category's accepted records and dedup decisions -> its part of the release.
 
     python -m stages.publish --category zhihu \\
-        --accepted data/stages/zhihu/accepted.jsonl --accepted-lineage data/stages/zhihu/lineage.jsonl \\
+        --accepted data/stages/zhihu/accepted.jsonl.zst --accepted-lineage data/stages/zhihu/lineage.jsonl.zst \\
         --rejects data/stages/zhihu/rejects.jsonl --category-metrics data/stages/zhihu/metrics.json \\
         --dedup data/dedup/zhihu.jsonl --schema schemas/record.schema.json --suite expectations/publish.json \\
         --out data/release/zhihu --lineage data/release/lineage/zhihu --summary data/publish/zhihu.json
@@ -13,7 +13,7 @@ lineage index (`index.parquet`, cqia/lineage.py), and a summary for the merge
 and report stages (counts by reason, sha256 of each file, an example record,
 the released records' statistics). Each category has its own stage, so a
 change to one category rebuilds only its part. A released record's line is
-the category stage's line, copied; its lineage line gets its status and dedup
+the category stage's line, copied (the stage's files are zstd-compressed); its lineage line gets its status and dedup
 step spliced in (cqia/lineage.py `final_line`); the Parquet file is built by
 Arrow's JSON reader from the same lines. Gates: every released record passes
 the JSON Schema again; the lineage index passes the Great Expectations suite
@@ -33,7 +33,7 @@ import orjson
 
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import HashingWriter, Staging, dumps_pretty, read_json, read_jsonl
+from cqia.fileio import HashingWriter, Staging, dumps_pretty, open_read, read_json, read_jsonl
 from cqia.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, final_line,
                           lineage_path, records_path)
 from cqia.progress import progress
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     files: dict[str, dict[str, Any]] = {}
     with Staging() as staging:
         out, lin = staging.directory(out_dir), staging.directory(lineage_dir)
-        with open(args.accepted, "rb") as records_in, open(args.accepted_lineage, "rb") as lineage_in, \
+        with open_read(args.accepted) as records_in, open_read(args.accepted_lineage) as lineage_in, \
                 open(out / RECORDS_FILE, "wb") as records_handle, open(lin / LINEAGE_FILE, "wb") as lineage_handle, \
                 pq.ParquetWriter(out / PARQUET_FILE, pschema) as parquet:
             records_out, lineage_hashed = HashingWriter(records_handle), HashingWriter(lineage_handle)

@@ -12,6 +12,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from cqia.fileio import open_read, open_write
 from cqia.dedup import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
 from cqia.neardup import NearDupConfig
 from cqia.params import load_yaml
@@ -110,8 +111,8 @@ def built(tmp_path_factory):
         run_stage("stages.category", "--category", cat, "--params", str(params), "--raw-dir",
                   str(ROOT / "data/raw" / cat), "--reviews", str(ROOT / "data/reviews" / f"{cat}.jsonl"),
                   "--schema", str(ROOT / "schemas/record.schema.json"), "--suite", str(ROOT / f"expectations/{suite}.json"),
-                  "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
-                  "--lineage", str(tmp / "stages" / cat / "lineage.jsonl"),
+                  "--accepted", str(tmp / "stages" / cat / "accepted.jsonl.zst"),
+                  "--lineage", str(tmp / "stages" / cat / "lineage.jsonl.zst"),
                   "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
                   "--keys", str(tmp / "stages" / cat / "keys.parquet"),
                   "--metrics", str(tmp / "stages" / cat / "metrics.json"))
@@ -128,8 +129,8 @@ def dedup(tmp: Path) -> None:
 
 
 def publish(tmp: Path, cat: str) -> None:
-    run_stage("stages.publish", "--category", cat, "--accepted", str(tmp / "stages" / cat / "accepted.jsonl"),
-              "--accepted-lineage", str(tmp / "stages" / cat / "lineage.jsonl"), "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
+    run_stage("stages.publish", "--category", cat, "--accepted", str(tmp / "stages" / cat / "accepted.jsonl.zst"),
+              "--accepted-lineage", str(tmp / "stages" / cat / "lineage.jsonl.zst"), "--rejects", str(tmp / "stages" / cat / "rejects.jsonl"),
               "--category-metrics", str(tmp / "stages" / cat / "metrics.json"),
               "--dedup", str(tmp / "dedup" / f"{cat}.jsonl"), "--schema", str(ROOT / "schemas/record.schema.json"),
               "--suite", str(ROOT / "expectations/publish.json"), "--out", str(tmp / "release" / cat),
@@ -215,9 +216,15 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
     copy = tmp_path / "copy"
     shutil.copytree(tmp, copy)
     cat = cats[0]
-    path = copy / "stages" / cat / "lineage.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(b"".join([lines[1], lines[0], *lines[2:]]))
+    path = copy / "stages" / cat / "lineage.jsonl.zst"
+    with open_read(path) as handle:
+        lines = list(handle)
+
+    def rewrite(new: list[bytes]) -> None:
+        with open_write(path) as handle:
+            handle.write(b"".join(new))
+
+    rewrite([lines[1], lines[0], *lines[2:]])
     from cqia.errors import GateFailed
 
     with pytest.raises(GateFailed) as err:
@@ -225,7 +232,7 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
     assert str(err.value).startswith(f"{path}: line 1 of the accepted records and of their lineage are not the same "
                                      f"record ({cat}-")
     assert str(err.value).endswith(f"Run `dvc repro -f category@{cat}`")
-    path.write_bytes(b"".join(lines[:-1]))                                   # one line short
+    rewrite(lines[:-1])                                                      # one line short
     with pytest.raises(GateFailed) as err:
         publish(copy, cat)
     assert f"line {len(lines)} of the accepted records" in str(err.value)
@@ -250,7 +257,8 @@ def test_publish_summary_carries_the_statistics_of_what_it_released(built):
 def test_released_records_are_the_category_stages_bytes_and_parquet_holds_the_same(built):
     tmp, cats = built
     for cat in cats:
-        accepted = set((tmp / "stages" / cat / "accepted.jsonl").read_bytes().splitlines(keepends=True))
+        with open_read(tmp / "stages" / cat / "accepted.jsonl.zst") as handle:
+            accepted = set(handle)
         released = (tmp / "release" / cat / "train.jsonl").read_bytes().splitlines(keepends=True)
         assert released and set(released) <= accepted
         assert pq.read_table(tmp / "release" / cat / "train.parquet").to_pylist() == [orjson.loads(r) for r in released]

@@ -313,8 +313,8 @@ def test_progress_shows_on_a_terminal_and_never_in_a_pipe(built, tmp_path):
     assert "rec/s" not in repro.stdout + repro.stderr and "\r" not in repro.stdout + repro.stderr
     # with stderr a terminal, a publish stage and cqia export draw their bars
     drawn = on_a_terminal(repo, str(BIN / "python"), "-m", "stages.publish", "--category", "zhihu",
-                          "--accepted", "data/stages/zhihu/accepted.jsonl",
-                          "--accepted-lineage", "data/stages/zhihu/lineage.jsonl", "--rejects", "data/stages/zhihu/rejects.jsonl",
+                          "--accepted", "data/stages/zhihu/accepted.jsonl.zst",
+                          "--accepted-lineage", "data/stages/zhihu/lineage.jsonl.zst", "--rejects", "data/stages/zhihu/rejects.jsonl",
                           "--category-metrics", "data/stages/zhihu/metrics.json", "--dedup", "data/dedup/zhihu.jsonl",
                           "--schema", "schemas/record.schema.json", "--suite", "expectations/publish.json",
                           "--out", str(tmp_path / "release/zhihu"), "--lineage", str(tmp_path / "release/lineage/zhihu"),

@@ -107,7 +107,7 @@ def test_a_failing_suite_fails_the_stage_and_nothing_downstream_runs(repo):
     assert "Great Expectations suite 'default' failed" in err
     assert "expect_column_values_to_be_between on column 'output_chars':" in err
     assert "e.g. ids 100poison-" in err
-    assert not repo.file("data/stages/100poison/accepted.jsonl").exists()
+    assert not repo.file("data/stages/100poison/accepted.jsonl.zst").exists()
     assert not list(repo.file("data/stages/100poison").glob(".*.tmp"))
     assert not repo.file("data/release").exists()
     assert "merge" not in repo.file("dvc.lock").read_text() if repo.file("dvc.lock").exists() else True

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cqia.errors import CqiaError
+from cqia.fileio import read_jsonl
 from stages.category import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +40,8 @@ ENTRIES = {
 class Run:
     def __init__(self, out: Path):
         self.metrics = json.loads((out / "metrics.json").read_text())
-        self.accepted = [{"record": orjson.loads(record), "lineage": orjson.loads(lineage)} for record, lineage in
-                         zip((out / "accepted.jsonl").read_bytes().splitlines(),
-                             (out / "lineage.jsonl").read_bytes().splitlines(), strict=True)]
+        self.accepted = [{"record": record, "lineage": lineage} for record, lineage in
+                         zip(read_jsonl(out / "accepted.jsonl.zst"), read_jsonl(out / "lineage.jsonl.zst"), strict=True)]
         self.rejects = [orjson.loads(line) for line in (out / "rejects.jsonl").read_bytes().splitlines()]
 
     def rejected(self) -> list[tuple[int, str, str]]:
@@ -66,7 +68,7 @@ class Stage:
         return ["--category", category, "--params", str(self.params), "--raw-dir", str(self.raw),
                 "--reviews", str(self.reviews), "--schema", str(ROOT / "schemas/record.schema.json"),
                 "--suite", str(ROOT / "expectations/default.json"),
-                "--accepted", str(self.out / "accepted.jsonl"), "--lineage", str(self.out / "lineage.jsonl"),
+                "--accepted", str(self.out / "accepted.jsonl.zst"), "--lineage", str(self.out / "lineage.jsonl.zst"),
                 "--rejects", str(self.out / "rejects.jsonl"),
                 "--keys", str(self.out / "keys.parquet"), "--metrics", str(self.out / "metrics.json")]
 
@@ -253,3 +255,30 @@ def test_a_stage_failure_is_one_line_on_stderr_and_exit_1(stage):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"error: {stage.raw / 'gbk.jsonl'}:1: the file")
     assert "Traceback" not in proc.stderr
     assert not stage.out.exists() or not list(stage.out.iterdir())
+
+
+@given(st.lists(st.text(max_size=30), max_size=20))
+def test_a_zst_file_round_trips_its_lines(tmp_path_factory, texts):
+    """Files named *.zst (the category stage's big outputs) are written and read compressed."""
+    from cqia.fileio import Staging, dumps_line
+
+    path = tmp_path_factory.mktemp("zst") / "records.jsonl.zst"
+    with Staging() as staging, staging.open(path) as out:
+        for text in texts:
+            out.write(dumps_line({"text": text}))
+    assert path.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"              # the zstd frame's magic number
+    assert [r["text"] for r in read_jsonl(path)] == texts
+
+
+def test_a_damaged_zst_file_is_a_one_line_error_naming_it(tmp_path):
+    from cqia.fileio import Staging, dumps_line
+
+    path = tmp_path / "lineage.jsonl.zst"
+    with Staging() as staging, staging.open(path) as out:
+        for i in range(2000):
+            out.write(dumps_line({"i": i, "text": f"第{i}条记录"}))
+    path.write_bytes(path.read_bytes()[:-40])                          # cut: a copy that stopped early
+    with pytest.raises(CqiaError) as err:
+        list(read_jsonl(path))
+    assert str(err.value).startswith(f"{path}: the compressed file is damaged (")
+    assert str(err.value).endswith("Rebuild it: `dvc repro -f` of the stage that writes it")

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.cli import cli
-from cqia.fileio import dumps_line, read_jsonl
+from cqia.fileio import dumps_line, open_write, read_jsonl
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import load_category, load_yaml
 from conftest import release_lineage
@@ -57,7 +57,7 @@ def build_stage(root: Path, name: str, raw_bytes: bytes, raw_name: str, array: b
     items = parse_json_array(raw_bytes) if array else parse_jsonl(raw_bytes.splitlines(keepends=True))
     out = root / "data" / "stages" / name
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "accepted.jsonl", "wb") as acc, open(out / "lineage.jsonl", "wb") as lin, \
+    with open_write(out / "accepted.jsonl.zst") as acc, open_write(out / "lineage.jsonl.zst") as lin, \
             open(out / "rejects.jsonl", "wb") as rej:
         for outcome in processor.process(Source(f"data/raw/{name}/{raw_name}", "0" * 32), items):
             if outcome.accepted:
@@ -87,7 +87,7 @@ def cqia(*args: str):
 
 def ids_of(stage: Path, reason: str | None = None, accepted: bool = False) -> list[str]:
     if accepted:
-        return [record["id"] for record in read_jsonl(stage / "accepted.jsonl")]
+        return [record["id"] for record in read_jsonl(stage / "accepted.jsonl.zst")]
     return [e["id"] for e in read_jsonl(stage / "rejects.jsonl") if e["reason"] == reason]
 
 

@@ -41,7 +41,7 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
     cdir = STAGES_DIR / category
-    for path in (cdir / "accepted.jsonl", cdir / "lineage.jsonl", cdir / "rejects.jsonl"):
+    for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / "rejects.jsonl"):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
