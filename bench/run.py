@@ -19,7 +19,12 @@ In one run, on the same raw bytes (bench/generate.py, 12 source categories):
 It reports wall time, records/s, the ratio full/baseline, a per-stage breakdown
 (the stage command's own time, and what DVC spends around it: hashing and
 caching its outputs, writing dvc.lock) and peak RSS (the largest single
-process, from wait4(2); the stages run one after another). Results go to
+process, from wait4(2), or the Great Expectations server or one of its
+children; the stages run one after another). Per stage, the process that ran
+its gate (a child of the GX server) has its peak RSS and, apart, its peak USS:
+the memory it does not share with the server. The suite has a GX server
+directory of its own (CQIA_GX_SERVER_DIR), so the full run starts from no
+server and its first gate run pays GX's import. Results go to
 bench/out/results-<records>.json, DVC's time-stamped output to
 bench/out/log-<records>-<run>.txt, and the table is printed.
 
@@ -206,6 +211,9 @@ class Proc:
     last_seen: float
     peak_rss: int = 0
     ppid: int = 0
+    role: str = ""                         # "gx server", "gx child" (one per gate run), else ""
+    serves: int = 0                        # a gx child: the pid of the stage whose gate run it is
+    peak_uss: int = 0                      # a GX process: its peak unique set size (memory no other process shares)
 
 
 @dataclass
@@ -215,20 +223,35 @@ class Measured:
     wall_s: float
     user_s: float
     sys_s: float
-    maxrss_mb: float                       # largest single process of the command (wait4 ru_maxrss)
-    tree_rss_mb: float                     # largest sum over the tree at one poll
+    maxrss_mb: float                       # largest single process of the command or of the GX server's
+    tree_rss_mb: float                     # largest sum over the tree (and the GX server's) at one poll
     lines: list[tuple[float, str]]          # (seconds since start, output line)
     procs: list[Proc] = field(default_factory=list)
     started: float = 0.0
+    gx_server_started: bool = False        # a GX server started during the command (none was running)
 
     @property
     def output(self) -> str:
         return "\n".join(line for _, line in self.lines)
 
     def as_dict(self) -> dict[str, Any]:
+        servers = [p for p in self.procs if p.role == "gx server"]
         return {"cmd": " ".join(self.cmd), "returncode": self.returncode, "wall_s": round(self.wall_s, 3),
                 "user_s": round(self.user_s, 3), "sys_s": round(self.sys_s, 3),
-                "peak_rss_mb": round(self.maxrss_mb, 1), "peak_tree_rss_mb": round(self.tree_rss_mb, 1)}
+                "peak_rss_mb": round(self.maxrss_mb, 1), "peak_tree_rss_mb": round(self.tree_rss_mb, 1),
+                "gx_server": {"started": self.gx_server_started,
+                              "peak_rss_mb": round(max((p.peak_rss for p in servers), default=0) / MB, 1)}}
+
+
+def gx_server_pids(directory: Path | None) -> set[int]:
+    """The pids in the GX server directory's pid files (cqia/gx_server.py)."""
+    pids = set()
+    for path in directory.glob("gx-*.pid") if directory else ():
+        try:
+            pids.add(int(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return pids
 
 
 def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05) -> Measured:
@@ -237,7 +260,10 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
     Peak RSS of the largest process comes from wait4(2) in a small launcher
     (the kernel keeps the maximum over the command and every descendant it
     waited for); a poller (psutil) adds each process's own peak and lifetime,
-    so that stages can be told apart.
+    so that stages can be told apart. The Great Expectations server of
+    env's CQIA_GX_SERVER_DIR and its children (one per gate run) are detached,
+    not the command's descendants: the poller finds them by the server's pid
+    file, and their peaks count in the largest process too.
     """
     import tempfile
 
@@ -252,6 +278,18 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
     procs: dict[int, Proc] = {}
     tree_peak = 0
     done = threading.Event()
+    gx_dir = Path(env["CQIA_GX_SERVER_DIR"]) if env.get("CQIA_GX_SERVER_DIR") else None
+    servers_before = {pid for pid in gx_server_pids(gx_dir) if psutil.pid_exists(pid)}
+
+    def gx_members() -> tuple[set[int], list]:
+        servers, members = gx_server_pids(gx_dir), []
+        for pid in servers:
+            try:
+                server = psutil.Process(pid)
+                members += [server, *server.children()]
+            except psutil.Error:
+                continue
+        return servers, members
 
     def poller() -> None:
         nonlocal tree_peak
@@ -268,6 +306,8 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
                 break
             except psutil.Error:
                 members = []
+            servers, gx = gx_members()
+            members += [m for m in gx if m.pid not in {t.pid for t in members}]
             for member in members:
                 try:
                     rss = member.memory_info().rss
@@ -278,10 +318,20 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
                         # a process first seen between fork and exec has its parent's command line
                         # (a stage's Great Expectations helper is one): read it again
                         seen.cmdline = member.cmdline()
+                    if member.pid in servers:
+                        seen.role = "gx server"
+                    elif seen.ppid in servers and not seen.serves:
+                        # the server's child names itself after the stage it serves once it has forked
+                        name = member.name()
+                        seen.role = "gx child"
+                        seen.serves = int(name.split(":")[1]) if name.startswith("cqia-gx:") else 0
+                    if seen.role or "cqia.gx_gate import _serve_fd" in " ".join(seen.cmdline):
+                        seen.peak_uss = max(seen.peak_uss, member.memory_full_info().uss)
                     seen.last_seen = now
                     seen.peak_rss = max(seen.peak_rss, rss)
-                    total += rss
-                except psutil.Error:
+                    if member.pid not in servers_before:   # a server already running is not this command's
+                        total += rss
+                except (psutil.Error, ValueError):
                     continue
             tree_peak = max(tree_peak, total)
             done.wait(poll_s)
@@ -301,9 +351,12 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
     except (OSError, ValueError):
         maxrss_kb = user_s = sys_s = float("nan")
     usage_file.unlink(missing_ok=True)
+    gx_peak = max((p.peak_rss for p in procs.values() if p.role and p.pid not in servers_before), default=0)
     return Measured(cmd=list(cmd), returncode=child.returncode, wall_s=wall, user_s=user_s,
-                    sys_s=sys_s, maxrss_mb=maxrss_kb / 1024, tree_rss_mb=tree_peak / MB,
-                    lines=lines, procs=sorted(procs.values(), key=lambda p: p.first_seen), started=started)
+                    sys_s=sys_s, maxrss_mb=max(maxrss_kb / 1024, gx_peak / MB), tree_rss_mb=tree_peak / MB,
+                    lines=lines, procs=sorted(procs.values(), key=lambda p: p.first_seen), started=started,
+                    gx_server_started=any(p.role == "gx server" and p.pid not in servers_before
+                                          for p in procs.values()))
 
 
 def ran_stages(m: Measured) -> list[str]:
@@ -334,9 +387,16 @@ def breakdown(m: Measured) -> list[dict[str, Any]]:
     spans = {name: (at, starts[i + 1][0] if i + 1 < len(starts) else m.wall_s)
              for i, (at, name) in enumerate(starts)}
     rows = []
-    helpers: dict[int, int] = {}   # a stage process's pid -> the peak RSS of its helper processes
+    # a stage process's pid -> the peak RSS (and USS) of the processes that ran its gate: its
+    # helper processes (CQIA_GX_SERVER=0), or the GX server's children that served it
+    helpers: dict[int, int] = {}
+    helpers_own: dict[int, int] = {}
     for proc in m.procs:
-        helpers[proc.ppid] = max(helpers.get(proc.ppid, 0), proc.peak_rss)
+        if proc.role == "gx server":
+            continue
+        owner = proc.serves or proc.ppid
+        helpers[owner] = max(helpers.get(owner, 0), proc.peak_rss)
+        helpers_own[owner] = max(helpers_own.get(owner, 0), proc.peak_uss)
     for proc in m.procs:
         name = stage_of(proc.cmdline)
         if name is None:
@@ -346,7 +406,8 @@ def breakdown(m: Measured) -> list[dict[str, Any]]:
         rows.append({"stage": name, "command_s": round(command_s, 2),
                      "dvc_s": round(max(0.0, end - begin - command_s), 2),
                      "peak_rss_mb": round(proc.peak_rss / MB, 1),
-                     "helper_peak_rss_mb": round(helpers.get(proc.pid, 0) / MB, 1)})
+                     "helper_peak_rss_mb": round(helpers.get(proc.pid, 0) / MB, 1),
+                     "helper_peak_uss_mb": round(helpers_own.get(proc.pid, 0) / MB, 1)})
     if starts:
         rows.insert(0, {"stage": "dvc: start, status", "command_s": 0.0, "dvc_s": round(starts[0][0], 2),
                         "peak_rss_mb": None})
@@ -426,11 +487,31 @@ def pick_incremental(specs: list[CategorySpec]) -> CategorySpec:
 
 def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT, noops: int = 3,
               baselines: int = 3, keep: bool = False, log=print) -> dict[str, Any]:
+    import tempfile
+
+    from cqia import gx_server
+
     plan(records, categories, seed)          # a bad size fails here, before anything is written
+    # A Great Expectations server directory of this run's own, never the user's. Every timed `dvc repro`
+    # starts from no server (the last one is stopped first), so its first gate run pays GX's import as on
+    # a fresh machine, and full, incremental and near-dup compare like with like.
+    server_dir = Path(tempfile.mkdtemp(prefix="cqia-gx-bench-"))
+    try:
+        return _run_suite(records, categories, seed, out, noops, baselines, keep, log, server_dir)
+    finally:
+        gx_server.stop(server_dir)
+        shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, baselines: int, keep: bool,
+               log, server_dir: Path) -> dict[str, Any]:
+    from cqia import gx_server
+
     load_before = os.getloadavg()
     work = out / f"repo-{records}"
     log(f"generating {records} records in {categories} categories (seed {seed}) under {work} ...")
     repo = build_repo(work, records, categories, seed)
+    repo.env["CQIA_GX_SERVER_DIR"] = str(server_dir)
     log(f"  {repo.raw_bytes / MB:.1f} MB raw in {repo.generate_s:.1f} s")
 
     log(f"baseline: orjson read + write of the raw files x{baselines} ...")
@@ -446,6 +527,7 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
 
     log("full: dvc repro ...")
     os.sync()
+    gx_server.stop(server_dir)
     full = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
     save_log(out / f"log-{records}-full.txt", full)
     if full.returncode:
@@ -454,6 +536,7 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
 
     log(f"no-op: dvc repro x{noops} ...")
     os.sync()
+    gx_server.stop(server_dir)
     noop_runs = [measure([str(BIN / "dvc"), "repro"], repo.path, repo.env) for _ in range(noops)]
     for m in noop_runs:
         if m.returncode or ran_stages(m):
@@ -464,6 +547,7 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
     log(f"incremental: {added} records appended to {changed.name}, dvc repro ...")
     append_records(changed, repo.raw_dir / changed.name, added, seed=seed * 1000 + 999)
     os.sync()
+    gx_server.stop(server_dir)
     inc = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
     save_log(out / f"log-{records}-incremental.txt", inc)
     if inc.returncode:
@@ -476,6 +560,7 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
     if set_neardup(repo.path / "params.yaml", True):
         log("near-dup: neardup.enabled set to true, dvc repro (reruns category stages, dedup, ...) ...")
         os.sync()
+        gx_server.stop(server_dir)
         near = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
         save_log(out / f"log-{records}-neardup.txt", near)
         if near.returncode or "dedup" not in ran_stages(near):
@@ -582,13 +667,13 @@ def table(results: dict[str, Any]) -> str:
     if near and "error" not in near:
         rows.append(("near-dup on: dvc repro", near["wall_s"], near["records_per_s"], near["peak_rss_mb"],
                      f"category + dedup commands {near['category_and_dedup_on_s']} s vs "
-                     f"{near['category_and_dedup_off_s']} s off: +{near['extra_s']} s; records/s of the extra time"))
+                     f"{near['category_and_dedup_off_s']} s off: {near['extra_s']:+} s; records/s of the extra time"))
     head = f"{n} records, {results['categories']} categories, {results['raw_mb']} MB raw, {results['released']} released"
     lines = [head, "", f"{'run':<52} {'wall s':>8} {'records/s':>10} {'peak RSS MB':>12}  note", "-" * 100]
     for name, wall, rate, rss, note in rows:
         lines.append(f"{name:<52} {wall:>8.2f} {rate if rate is not None else '':>10} {rss:>12.1f}  {note}")
     lines += ["", f"{'stage (full run)':<28} {'records':>8} {'command s':>10} {'dvc s':>7} "
-                  f"{'records/s':>10} {'peak RSS MB':>12} {'GX helper MB':>13}", "-" * 96]
+                  f"{'records/s':>10} {'peak RSS MB':>12} {'GX helper MB':>13} {'GX own MB':>10}", "-" * 107]
     sizes = {f"{kind}@{g['name']}": g["records"] for g in results["generated"] for kind in ("category", "publish")}
     for row in full["stages"]:
         if row["peak_rss_mb"] is None:
@@ -596,11 +681,16 @@ def table(results: dict[str, Any]) -> str:
             continue
         count = sizes.get(row["stage"], n)
         rate = round(count / row["command_s"]) if row["command_s"] else 0
-        helper = row.get("helper_peak_rss_mb") or ""
+        helper, own = row.get("helper_peak_rss_mb") or "", row.get("helper_peak_uss_mb") or ""
         lines.append(f"{row['stage']:<28} {count:>8} {row['command_s']:>10.2f} {row['dvc_s']:>7.2f} "
-                     f"{rate:>10} {row['peak_rss_mb']:>12.1f} {helper:>13}")
+                     f"{rate:>10} {row['peak_rss_mb']:>12.1f} {helper:>13} {own:>10}")
     lines.append(f"{'sum of stage commands':<28} {'':>8} {sum(r['command_s'] for r in full['stages']):>10.2f} "
                  f"{sum(r['dvc_s'] for r in full['stages']):>7.2f}")
+    server = full.get("gx_server") or {}
+    if server.get("peak_rss_mb"):
+        lines.append(f"GX server: {'started by the first gate run' if server['started'] else 'already running'}, "
+                     f"peak RSS {server['peak_rss_mb']} MB. A gate run is its child: GX helper MB is the child's "
+                     "RSS, counting the pages it shares with the server; GX own MB is its USS, what it adds.")
     lines += ["", "target (the issue's, stated for 1M records)       value      met"]
     for name, t in results["targets"].items():
         value = next(v for k, v in t.items() if k.startswith("value"))

@@ -8,11 +8,13 @@ clean):
 
 They run in an ephemeral GX Core 1.x context on a pandas frame of the batch,
 chunk by chunk (`gates.chunk_rows` in params.yaml) so memory stays bounded.
-Importing great_expectations costs seconds (about 2.5 s here, measured in
-bench/BENCHMARKS.md), so the stages run the suite in a helper process
-(`GateProcess`): it imports GX and builds the context on the second core while
-the stage reads and checks its records, then validates each chunk as the stage
-sends it. The stage waits only for the last chunk.
+Importing great_expectations costs seconds (about 2 s here, measured in
+BENCHMARKS.md), so the stages run the suite in another process (`GateProcess`):
+a child of the Great Expectations server (cqia/gx_server.py), which imported GX
+once for every stage, or with `CQIA_GX_SERVER=0` a helper process of the stage's
+own, which imports GX on the second core while the stage reads and checks its
+records. Either validates each chunk as the stage sends it; the stage waits only
+for the last chunk.
 """
 
 from __future__ import annotations
@@ -138,34 +140,31 @@ class SuiteRun:
 
 
 class GateProcess:
-    """A `SuiteRun` in a helper process: same calls, but GX's import overlaps the stage's work.
+    """A `SuiteRun` in another process: same calls, but GX is imported there, not in the stage.
 
-    `validate(frame)` sends the chunk and returns at once; `result()` waits for
-    the helper and returns what `SuiteRun.result()` would. An error in the
-    helper (a suite GX cannot build) is raised in the stage, as the error it
-    was. The helper exits when the stage does, also when the stage is killed
-    (its end of the pipe closes).
+    The process is a child the Great Expectations server forks for this gate run
+    (cqia/gx_server.py), or with `CQIA_GX_SERVER=0` a helper process started for it.
+    Both serve `_serve_fd`'s protocol. `validate_*` send a chunk and return at once;
+    `result()` waits for the process and returns what `SuiteRun.result()` would. An
+    error there (a suite GX cannot build) is raised in the stage, as the error it was.
+    The process exits when the stage does, also when the stage is killed (its end of
+    the connection closes).
     """
 
     def __init__(self, suite: dict[str, Any], extra: list[dict[str, Any]] | None = None):
-        import socket
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
+        from cqia import gx_server
 
-        # A plain interpreter that imports only this module (multiprocessing's spawn would import the
-        # stage's own module again); the two ends of a socket pair carry pickled messages.
-        mine, theirs = socket.socketpair()
-        self._conn = Connection(mine.detach())
-        fd = theirs.fileno()
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", f"from cqia.gx_gate import _serve_fd; _serve_fd({fd})"], pass_fds=(fd,))
-        theirs.close()
+        self._process = None
+        self._log = None
+        if gx_server.enabled():
+            self._conn, self._log = gx_server.connect()
+        else:
+            self._conn, self._process = _start_helper()
         self._conn.send((suite, extra))
         self.rows = 0
 
     def validate_table(self, table) -> None:
-        """Validate a pyarrow Table (sent as Arrow IPC; the helper makes the pandas frame)."""
+        """Validate a pyarrow Table (sent as Arrow IPC; the gate process makes the pandas frame)."""
         import pyarrow as pa
 
         self.rows += table.num_rows
@@ -175,7 +174,7 @@ class GateProcess:
         self._send(("arrow", sink.getvalue().to_pybytes()))
 
     def validate_rows(self, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        """Validate a chunk given as rows; the helper builds the frame (the stage need not import pandas)."""
+        """Validate a chunk given as rows; the gate process builds the frame (the stage need not import pandas)."""
         self.rows += len(rows)
         self._send(("rows", (columns, rows)))
 
@@ -186,10 +185,11 @@ class GateProcess:
         except (EOFError, OSError):
             raise CqiaError("the Great Expectations gate process ended without a result",
                             fix="Run the stage again; if it repeats, run it with the suite in one process "
-                                "to see GX's error") from None
+                                f"to see GX's error{self._see_log()}") from None
         finally:
             self._conn.close()
-            self._process.wait(timeout=30)
+            if self._process is not None:
+                self._process.wait(timeout=30)
         if kind == "error":
             raise value
         return value
@@ -198,7 +198,7 @@ class GateProcess:
         try:
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
-            # The helper stopped early: it left its error in the pipe, or died (then result() says so).
+            # The gate process stopped early: it left its error in the pipe, or died (then result() says so).
             try:
                 kind, value = self._conn.recv() if self._conn.poll() else (None, None)
             except (EOFError, OSError):
@@ -206,11 +206,32 @@ class GateProcess:
             if kind == "error":
                 raise value from None
             raise CqiaError("the Great Expectations gate process died",
-                            fix="Run the stage again; if it repeats, check memory (`dmesg`)") from None
+                            fix=f"Run the stage again; if it repeats, check memory (`dmesg`){self._see_log()}") from None
+
+    def _see_log(self) -> str:
+        return f" and the Great Expectations server's log {self._log}" if self._log else ""
+
+
+def _start_helper():
+    """A helper process for one gate run (`CQIA_GX_SERVER=0`): the connection to it, and the process."""
+    import socket
+    import subprocess
+    import sys
+    from multiprocessing.connection import Connection
+
+    # A plain interpreter that imports only this module (multiprocessing's spawn would import the
+    # stage's own module again); the two ends of a socket pair carry pickled messages.
+    mine, theirs = socket.socketpair()
+    fd = theirs.fileno()
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from cqia.gx_gate import _serve_fd; _serve_fd({fd})"], pass_fds=(fd,))
+    theirs.close()
+    return Connection(mine.detach()), process
 
 
 def _serve_fd(fd: int) -> None:
-    """The helper process of GateProcess: validate the chunks it receives, send back the result."""
+    """The gate process of a GateProcess (a server's child or a helper): validate the chunks it
+    receives, send back the result."""
     from multiprocessing.connection import Connection
 
     conn = Connection(fd)

@@ -101,3 +101,23 @@ def make_repo(tmp: Path, files=REPO_FILES) -> Repo:
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     return make_repo(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gx_server_dir():
+    """The tests' own Great Expectations server directory (CQIA_GX_SERVER_DIR), not the user's.
+
+    The gates of every test (and of the `dvc repro` they run) share one server per test
+    process; it is stopped at the end. tests/test_gx_server.py gives each of its tests a
+    directory of its own instead.
+    """
+    import tempfile
+
+    from cqia import gx_server
+
+    directory = Path(tempfile.mkdtemp(prefix="cqia-gx-test-"))  # short: a socket path has at most 107 bytes
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CQIA_GX_SERVER_DIR", str(directory))
+        yield directory
+        gx_server.stop(directory)
+    shutil.rmtree(directory, ignore_errors=True)

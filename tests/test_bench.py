@@ -110,17 +110,26 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
              Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024),
              # the category stage's Great Expectations helper: not a stage, its peak is the stage's helper's
              Proc(4, ["python", "-c", "from cqia.gx_gate import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
-                  250 * 1024 * 1024, ppid=2)]
-    m = Measured(["dvc", "repro"], 0, 5.5, 1.0, 0.5, 300.0, 380.0, lines, procs, started=100.0)
+                  250 * 1024 * 1024, ppid=2, peak_uss=240 * 1024 * 1024),
+             # the Great Expectations server (detached: ppid 1) and its child that ran merge's gate
+             Proc(5, ["python", "-P", "-c", "from cqia.gx_server import serve; serve()"], 103.3, 105.5,
+                  220 * 1024 * 1024, ppid=1, role="gx server"),
+             Proc(6, ["python", "-P", "-c", "from cqia.gx_server import serve; serve()"], 103.4, 104.9,
+                  230 * 1024 * 1024, ppid=5, role="gx child", serves=3, peak_uss=20 * 1024 * 1024)]
+    m = Measured(["dvc", "repro"], 0, 5.5, 1.0, 0.5, 300.0, 380.0, lines, procs, started=100.0,
+                 gx_server_started=True)
     assert ran_stages(m) == ["category@a", "merge"]
     assert stage_of(["sh", "-c", "python -m stages.merge"]) is None
     assert stage_of(["python", "-m", "stages.report", "--params", "p"]) == "report"
     assert stage_of(["python", "-m", "pytest"]) is None
     assert breakdown(m) == [
         {"stage": "dvc: start, status", "command_s": 0.0, "dvc_s": 0.5, "peak_rss_mb": None},
-        {"stage": "category@a", "command_s": 2.0, "dvc_s": 0.75, "peak_rss_mb": 300.0, "helper_peak_rss_mb": 250.0},
-        {"stage": "merge", "command_s": 1.75, "dvc_s": 0.5, "peak_rss_mb": 200.0, "helper_peak_rss_mb": 0.0},
+        {"stage": "category@a", "command_s": 2.0, "dvc_s": 0.75, "peak_rss_mb": 300.0, "helper_peak_rss_mb": 250.0,
+         "helper_peak_uss_mb": 240.0},
+        {"stage": "merge", "command_s": 1.75, "dvc_s": 0.5, "peak_rss_mb": 200.0, "helper_peak_rss_mb": 230.0,
+         "helper_peak_uss_mb": 20.0},
     ]
+    assert m.as_dict()["gx_server"] == {"started": True, "peak_rss_mb": 220.0}
 
 
 @pytest.mark.e2e
@@ -138,5 +147,10 @@ def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
          "publish@poison_02", "merge", "report"]
     assert "dedup" in results["neardup"]["ran"]  # at 240 records the sketching time is within the noise
     assert results["full"]["peak_rss_mb"] > results["baseline"]["peak_rss_mb"] > 0
+    # each timed run starts from no GX server (the suite has a server directory of its own)
+    assert all(results[run]["gx_server"]["started"] for run in ("full", "incremental", "neardup"))
+    assert results["full"]["gx_server"]["peak_rss_mb"] > 0
+    assert all(r["helper_peak_rss_mb"] > r["helper_peak_uss_mb"] > 0
+               for r in results["full"]["stages"] if r["stage"].startswith("category@"))
     assert (tmp_path / "results-240.json").is_file() and not (tmp_path / "repo-240").exists()
     assert "full dvc repro (all gates, exact dedup)" in table(results)

@@ -1,4 +1,6 @@
-"""The Great Expectations gate, in the stage's process and in its helper process."""
+"""The Great Expectations gate, in the stage's process and in another (the server's child, or a helper).
+
+tests/test_gx_server.py tests the server itself."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def test_an_expectation_gx_cannot_build_is_the_stage_error():
     assert str(err.value).endswith("Check the expectation's name and kwargs against the GX Core 1.x gallery")
 
 
-def test_a_helper_that_dies_is_a_one_line_error():
+def test_a_helper_that_dies_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("CQIA_GX_SERVER", "0")  # with the server: tests/test_gx_server.py
     helper = GateProcess(SUITE)
     helper._process.kill()
     helper._process.wait()

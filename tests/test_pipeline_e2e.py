@@ -55,10 +55,12 @@ def test_repro_builds_a_gated_deterministic_release(repo):
     again = repo.dvc("repro")
     assert running(again) == []
     assert repo.dvc("status", "-q", check=False).returncode == 0
-    # two builds from scratch give the same bytes and the same dvc.lock
+    # two builds from scratch give the same bytes and the same dvc.lock, the second with a helper
+    # process per gate run instead of the Great Expectations server (the gate results are in the metrics)
     lock = repo.file("dvc.lock").read_bytes()
     shutil.rmtree(repo.file("data/stages"))
     shutil.rmtree(release)
+    repo.env["CQIA_GX_SERVER"] = "0"
     repo.dvc("repro")
     assert tree_digest(release) == digest
     assert repo.file("dvc.lock").read_bytes() == lock
