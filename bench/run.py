@@ -163,8 +163,11 @@ def set_neardup(params_file: Path, enabled: bool) -> bool:
     return True
 
 
-def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, source: Path = ROOT) -> BenchRepo:
+def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, source: Path = ROOT,
+               cache_type: str | None = None) -> BenchRepo:
     """Make dest (replacing it) a git + DVC repo with the pipeline of `source` and generated raw data.
+
+    `cache_type` sets DVC's `cache.type` (default: DVC's own, reflink,copy: a copy on ext4).
 
     Raw data is git-ignored in the bench repo (committing gigabytes to git
     would dominate the set-up); `dvc repro` reads it as a stage dependency
@@ -193,6 +196,8 @@ def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, so
     repo.git("init", "-q", "-b", "main")
     repo.dvc("init", "-q")
     repo.dvc("config", "core.analytics", "false")
+    if cache_type:
+        repo.dvc("config", "cache.type", cache_type)
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "bench: pipeline and params")
     return repo
@@ -486,7 +491,7 @@ def pick_incremental(specs: list[CategorySpec]) -> CategorySpec:
 
 
 def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT, noops: int = 3,
-              baselines: int = 3, keep: bool = False, log=print) -> dict[str, Any]:
+              baselines: int = 3, keep: bool = False, log=print, cache_type: str | None = None) -> dict[str, Any]:
     import tempfile
 
     from cqia import gx_server
@@ -497,20 +502,26 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
     # a fresh machine, and full, incremental and near-dup compare like with like.
     server_dir = Path(tempfile.mkdtemp(prefix="cqia-gx-bench-"))
     try:
-        return _run_suite(records, categories, seed, out, noops, baselines, keep, log, server_dir)
+        return _run_suite(records, categories, seed, out, noops, baselines, keep, log, server_dir, cache_type)
     finally:
         gx_server.stop(server_dir)
         shutil.rmtree(server_dir, ignore_errors=True)
 
 
+def run_name(records: int, cache_type: str | None) -> str:
+    """What a run's files are named by: `1000000`, or `1000000-hardlink` with a cache type set."""
+    return f"{records}-{cache_type.replace(',', '-')}" if cache_type else str(records)
+
+
 def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, baselines: int, keep: bool,
-               log, server_dir: Path) -> dict[str, Any]:
+               log, server_dir: Path, cache_type: str | None) -> dict[str, Any]:
     from cqia import gx_server
 
     load_before = os.getloadavg()
-    work = out / f"repo-{records}"
+    name = run_name(records, cache_type)
+    work = out / f"repo-{name}"
     log(f"generating {records} records in {categories} categories (seed {seed}) under {work} ...")
-    repo = build_repo(work, records, categories, seed)
+    repo = build_repo(work, records, categories, seed, cache_type=cache_type)
     repo.env["CQIA_GX_SERVER_DIR"] = str(server_dir)
     log(f"  {repo.raw_bytes / MB:.1f} MB raw in {repo.generate_s:.1f} s")
 
@@ -529,7 +540,7 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
     os.sync()
     gx_server.stop(server_dir)
     full = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
-    save_log(out / f"log-{records}-full.txt", full)
+    save_log(out / f"log-{name}-full.txt", full)
     if full.returncode:
         raise RuntimeError(f"dvc repro failed (exit {full.returncode}):\n{full.output[-4000:]}")
     manifest = orjson.loads((repo.path / "data" / "release" / "manifest.json").read_bytes())
@@ -549,7 +560,7 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
     os.sync()
     gx_server.stop(server_dir)
     inc = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
-    save_log(out / f"log-{records}-incremental.txt", inc)
+    save_log(out / f"log-{name}-incremental.txt", inc)
     if inc.returncode:
         raise RuntimeError(f"incremental dvc repro failed:\n{inc.output[-4000:]}")
 
@@ -562,7 +573,7 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
         os.sync()
         gx_server.stop(server_dir)
         near = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
-        save_log(out / f"log-{records}-neardup.txt", near)
+        save_log(out / f"log-{name}-neardup.txt", near)
         if near.returncode or "dedup" not in ran_stages(near):
             raise RuntimeError(f"the near-dup dvc repro ran {ran_stages(near)} (exit {near.returncode}):\n"
                                f"{near.output[-4000:]}")
@@ -575,6 +586,7 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
         "categories": categories,
         "seed": seed,
         "raw_mb": round(repo.raw_bytes / MB, 1),
+        "dvc_cache_type": cache_type or "DVC's default (reflink,copy)",
         "released": manifest["released"],
         "generated": [s.summary() for s in repo.specs],
         "generate_s": round(repo.generate_s, 2),
@@ -607,7 +619,7 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"results-{records}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    (out / f"results-{name}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -668,7 +680,8 @@ def table(results: dict[str, Any]) -> str:
         rows.append(("near-dup on: dvc repro", near["wall_s"], near["records_per_s"], near["peak_rss_mb"],
                      f"category + dedup commands {near['category_and_dedup_on_s']} s vs "
                      f"{near['category_and_dedup_off_s']} s off: {near['extra_s']:+} s; records/s of the extra time"))
-    head = f"{n} records, {results['categories']} categories, {results['raw_mb']} MB raw, {results['released']} released"
+    head = (f"{n} records, {results['categories']} categories, {results['raw_mb']} MB raw, {results['released']} released"
+            f"; DVC cache.type: {results.get('dvc_cache_type', 'default')}")
     lines = [head, "", f"{'run':<52} {'wall s':>8} {'records/s':>10} {'peak RSS MB':>12}  note", "-" * 100]
     for name, wall, rate, rss, note in rows:
         lines.append(f"{name:<52} {wall:>8.2f} {rate if rate is not None else '':>10} {rss:>12.1f}  {note}")
@@ -707,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OUT, help="where the repo and results go (default bench/out)")
     ap.add_argument("--keep", action="store_true", help="keep the bench repo (bench/out/repo-<records>/repo)")
+    ap.add_argument("--cache-type", metavar="TYPE",
+                    help="DVC cache.type in the bench repo, e.g. hardlink (default: DVC's own, a copy on ext4); "
+                         "files are then named <records>-<type>")
     ap.add_argument("--show", type=Path, metavar="RESULTS_JSON", help="print the table of a results file and exit")
     base = sub.add_parser("baseline", help="the baseline alone: orjson read + write of a raw directory")
     base.add_argument("--raw-dir", type=Path, required=True)
@@ -719,13 +735,14 @@ def main(argv: list[str] | None = None) -> int:
         print(table(orjson.loads(args.show.read_bytes())))
         return 0
     try:
-        results = run_suite(args.records, args.categories, args.seed, args.out, keep=args.keep)
+        results = run_suite(args.records, args.categories, args.seed, args.out, keep=args.keep,
+                            cache_type=args.cache_type)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print()
     print(table(results))
-    print(f"\nresults: {args.out / f'results-{args.records}.json'}")
+    print(f"\nresults: {args.out / f'results-{run_name(args.records, args.cache_type)}.json'}")
     return 0
 
 

@@ -154,3 +154,12 @@ def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
                for r in results["full"]["stages"] if r["stage"].startswith("category@"))
     assert (tmp_path / "results-240.json").is_file() and not (tmp_path / "repo-240").exists()
     assert "full dvc repro (all gates, exact dedup)" in table(results)
+
+
+def test_the_bench_repo_can_use_another_dvc_cache_type(tmp_path):
+    from bench.run import build_repo, run_name
+
+    repo = build_repo(tmp_path / "r", 24, 2, cache_type="hardlink")
+    assert repo.dvc("config", "cache.type").stdout.strip() == "hardlink"
+    assert run_name(1000, "hardlink") == "1000-hardlink" and run_name(1000, "reflink,copy") == "1000-reflink-copy"
+    assert run_name(1000, None) == "1000"
