@@ -6,7 +6,8 @@
 
 Runs the stage's command exactly as dvc.lock records it, under
 `python -m cProfile -o <out>`, in the repo (the outputs are rewritten with the
-same bytes). Prints the project's own functions by cumulative time with their
+same bytes), in one process (`CQIA_WORKERS=1`: cProfile would not see a
+category stage's worker processes). Prints the project's own functions by cumulative time with their
 share of the stage's total, then every function by own time, and writes the profile to bench/out/profile-<stage>.prof
 (open it with `python -m pstats` or snakeviz). Profiling slows pure-Python
 code down, so shares matter more than absolute seconds.
@@ -28,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.run import OUT, isolated_env  # noqa: E402
+from cqia.parallel import WORKERS_ENV  # noqa: E402
 
 
 def stage_command(repo: Path, stage: str) -> list[str]:
@@ -88,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or OUT / f"profile-{args.stage.replace('@', '-')}.prof").resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # In one process: cProfile sees only the process it runs in, not a category stage's workers.
     proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *cmd[1:]], cwd=repo,
-                          env=isolated_env(repo.parent))
+                          env={**isolated_env(repo.parent), WORKERS_ENV: "1"})
     wall = time.perf_counter() - start
     if proc.returncode:
         print(f"error: stage {args.stage} exited {proc.returncode} under the profiler", file=sys.stderr)

@@ -386,7 +386,10 @@ def breakdown(m: Measured) -> list[dict[str, Any]]:
     A stage's span runs from DVC's "Running stage" line to the next one (or
     to the end); what the command does not spend of it is DVC's: hashing and
     caching the outputs, writing dvc.lock, checking the next stage. The time
-    before the first stage is DVC starting and checking what changed.
+    before the first stage is DVC starting and checking what changed. A
+    stage's helper peak is that of the process that ran its Great Expectations
+    gate; a category stage's workers (cqia/parallel.py) are neither stages nor
+    helpers.
     """
     starts = [(at, line.split("'")[1]) for at, line in m.lines if line.startswith("Running stage '")]
     spans = {name: (at, starts[i + 1][0] if i + 1 < len(starts) else m.wall_s)
@@ -396,15 +399,16 @@ def breakdown(m: Measured) -> list[dict[str, Any]]:
     # helper processes (CQIA_GX_SERVER=0), or the GX server's children that served it
     helpers: dict[int, int] = {}
     helpers_own: dict[int, int] = {}
+    stage_pids = {proc.pid for proc in m.procs if stage_of(proc.cmdline)}
     for proc in m.procs:
-        if proc.role == "gx server":
-            continue
+        if proc.role == "gx server" or (proc.ppid in stage_pids and stage_of(proc.cmdline)):
+            continue                     # the server, or a category stage's worker (forked with its command line)
         owner = proc.serves or proc.ppid
         helpers[owner] = max(helpers.get(owner, 0), proc.peak_rss)
         helpers_own[owner] = max(helpers_own.get(owner, 0), proc.peak_uss)
     for proc in m.procs:
         name = stage_of(proc.cmdline)
-        if name is None:
+        if name is None or proc.ppid in stage_pids:     # a category stage's worker, forked with its command line
             continue
         command_s = max(0.0, proc.last_seen - proc.first_seen)
         begin, end = spans.get(name, (0.0, command_s))

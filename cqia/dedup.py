@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cqia.neardup import CHUNK, Match, NearDupConfig, clusters, find_matches, record_texts, signatures
+from cqia.neardup import Match, NearDupConfig, clusters, find_matches, record_texts, signatures
 
 KEY_BYTES = 16
 
@@ -84,39 +84,46 @@ def decide(parts: list[Keys], near: NearDupConfig | None) -> dict[str, list[dict
 
 
 class KeysBuilder:
-    """Collects a category's `Keys` record by record (the category stage's side of the keys file)."""
+    """Collects a category's `Keys` record by record (the category stage's side of the keys file).
+
+    A record's row (its exact key, then with near-duplicate detection on its
+    two signatures) is made by `rows` wherever the record is, a batch at a
+    time (MinHash is much cheaper per record in batches of a few hundred than
+    one by one), and kept in order by `add_row`; the stage's worker processes
+    (cqia/parallel.py) make the rows and the main process adds them.
+    """
 
     def __init__(self, category: str, near: NearDupConfig | None):
         self.category = category
         self.near = near if near is not None and near.enabled else None
+        self.width = KEY_BYTES + (2 * self.near.num_perm if self.near is not None else 0)
         self.ids: list[str] = []
-        self._keys = bytearray()
-        self._texts: list[tuple[str, str]] = []
-        self._whole: list[np.ndarray] = []
-        self._output: list[np.ndarray] = []
+        self._rows = bytearray()
+
+    def rows(self, records: list[dict[str, Any]]) -> list[bytes]:
+        """Each record's row: its `dedup_key`, then (near-duplicate detection on) its MinHash signatures."""
+        keys = [dedup_key(record) for record in records]
+        if self.near is None or not records:
+            return keys
+        texts = [record_texts(record) for record in records]
+        whole = signatures([w for w, _ in texts], self.near)
+        output = signatures([o for _, o in texts], self.near)
+        return [key + w.tobytes() + o.tobytes() for key, w, o in zip(keys, whole, output)]
+
+    def add_row(self, rid: str, row: bytes) -> None:
+        self.ids.append(rid)
+        self._rows += row
 
     def add(self, record: dict[str, Any]) -> None:
-        self.ids.append(record["id"])
-        self._keys += dedup_key(record)
-        if self.near is not None:
-            self._texts.append(record_texts(record))
-            if len(self._texts) >= CHUNK:
-                self._sketch()
-
-    def _sketch(self) -> None:
-        if self._texts:
-            self._whole.append(signatures([w for w, _ in self._texts], self.near))
-            self._output.append(signatures([o for _, o in self._texts], self.near))
-            self._texts = []
+        self.add_row(record["id"], self.rows([record])[0])
 
     def build(self) -> Keys:
-        keys = np.frombuffer(bytes(self._keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
+        rows = np.frombuffer(self._rows, dtype=np.uint8).reshape(-1, self.width)
+        keys = rows[:, :KEY_BYTES]
         if self.near is None:
             return Keys(self.category, self.ids, keys)
-        self._sketch()
-        width = self.near.num_perm
-        stack = (lambda parts: np.concatenate(parts) if parts else np.zeros((0, width), np.uint8))
-        return Keys(self.category, self.ids, keys, stack(self._whole), stack(self._output))
+        sig = KEY_BYTES + self.near.num_perm
+        return Keys(self.category, self.ids, keys, rows[:, KEY_BYTES:sig], rows[:, sig:])
 
 
 def to_table(keys: Keys):

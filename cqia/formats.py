@@ -18,10 +18,13 @@ code, so the rest of the file is still released.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
+
+from cqia.errors import CqiaError
 
 BOM = b"\xef\xbb\xbf"
 
@@ -50,6 +53,15 @@ class FileProblem(ValueError):
         self.fix = fix
 
 
+@contextmanager
+def file_problems(path: Any):
+    """A FileProblem raised by a parser becomes a one-line error naming the file and the line."""
+    try:
+        yield
+    except FileProblem as exc:
+        raise CqiaError(exc.message, where=f"{path}:{exc.line}", fix=exc.fix.replace("{file}", str(path))) from None
+
+
 class MissingField(Exception):
     def __init__(self, field: str):
         super().__init__(field)
@@ -66,15 +78,17 @@ def _decode(line: bytes) -> tuple[str | None, str | None]:
         return None, f"byte {exc.start + 1}: {exc.reason}"
 
 
-def parse_jsonl(lines: Iterable[bytes], layout: str = "jsonl") -> Iterator[RawItem]:
+def parse_jsonl(lines: Iterable[bytes], layout: str = "jsonl", start: int = 1) -> Iterator[RawItem]:
     """JSON Lines, split on b"\\n" only (U+2028 inside strings stays inside).
 
     A BOM is dropped at the start of any line (files concatenated with `cat`
     carry one per part); blank lines are not records. A last line that has no
     final newline and stops in the middle of a JSON value means the file was
     cut off: that raises FileProblem rather than releasing the rest quietly.
+    `start` is the line number of the first line (a chunk of a file starts
+    further down).
     """
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=start):
         if line.startswith(BOM):
             line = line[len(BOM):]
         stripped = line.strip()
@@ -126,6 +140,16 @@ def parse_json_array(data: bytes, layout: str = "array") -> Iterator[RawItem]:
     Infinity, a lone surrogate such as "\\ud800") is an `invalid_json` reject,
     not a crash when the record is written.
     """
+    for line, index, raw_text in scan_json_array(data):
+        yield array_item(line, index, raw_text, layout)
+
+
+def scan_json_array(data: bytes) -> Iterator[tuple[int, int, str]]:
+    """The elements of one JSON array as (start line, 1-based index, verbatim text), for `array_item`.
+
+    Raises the file-level FileProblems of `parse_json_array`; a chunk of
+    elements can then become items anywhere (cqia/parallel.py's workers).
+    """
     if data.startswith(BOM):
         data = data[len(BOM):]
     try:
@@ -162,14 +186,7 @@ def parse_json_array(data: bytes, layout: str = "array") -> Iterator[RawItem]:
         except RecursionError:
             raise FileProblem(line, f"element {index} is nested too deeply to be a record",
                               "Fix the JSON; nothing was written") from None
-        raw_text = text[pos:end]
-        try:
-            value = orjson.loads(raw_text)
-        except orjson.JSONDecodeError as exc:
-            yield RawItem(line, index, None, raw_text, layout, "invalid_json",
-                          f"element {index}: {exc.msg} at column {exc.colno} of the element")
-        else:
-            yield _array_item(line, index, value, raw_text, layout)
+        yield line, index, text[pos:end]
         pos = _skip(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip(text, pos + 1)
@@ -189,7 +206,13 @@ def parse_json_array(data: bytes, layout: str = "array") -> Iterator[RawItem]:
                           "Fix the JSON; nothing was written")
 
 
-def _array_item(line: int, index: int, value: Any, raw_text: str, layout: str) -> RawItem:
+def array_item(line: int, index: int, raw_text: str, layout: str = "array") -> RawItem:
+    """One element `scan_json_array` found, parsed again with orjson (the JSON Lines rules)."""
+    try:
+        value = orjson.loads(raw_text)
+    except orjson.JSONDecodeError as exc:
+        return RawItem(line, index, None, raw_text, layout, "invalid_json",
+                       f"element {index}: {exc.msg} at column {exc.colno} of the element")
     if isinstance(value, dict):
         return RawItem(line, index, value, raw_text, layout)
     return RawItem(line, index, value, raw_text, layout, "not_an_object",
@@ -299,6 +322,11 @@ class Format:
     description: str
     layouts: dict[str, tuple[str, ...]]               # layout -> the raw keys that identify it
 
+    @property
+    def jsonl_layout(self) -> str:
+        """The layout of the format's records in a JSON Lines file."""
+        return "exam-jsonl" if self.container == "sniff" else "jsonl"
+
 
 FORMATS: dict[str, Format] = {
     "poison-mpts": Format("poison-mpts", "jsonl", _poison,
@@ -331,11 +359,12 @@ def check_layout(fmt: Format, items: Iterable[RawItem]) -> Iterator[RawItem]:
     for item in items:
         if not checked and isinstance(item.raw, dict):
             checked = True
-            _check_first(fmt, item)
+            check_first(fmt, item)
         yield item
 
 
-def _check_first(fmt: Format, item: RawItem) -> None:
+def check_first(fmt: Format, item: RawItem) -> None:
+    """Raise FileProblem if `item`, the first object of a file, is plainly in another layout (see check_layout)."""
     keys = fmt.layouts.get(item.layout)
     if keys is None or any(k in item.raw for k in keys):
         return

@@ -55,6 +55,13 @@ def make_id(category: str, raw: Any, raw_text: str, occurrence: int) -> str:
     return f"{category}-{digest[:16]}"
 
 
+def duplicate_key(raw: Any, text: str) -> bytes:
+    """What tells byte-identical raw records apart: a hash of the canonical raw record (of the text if it
+    did not parse). Records with the same key are numbered by their occurrence (see make_id)."""
+    return hashlib.blake2b(dumps_canonical(raw) if raw is not None else text.encode("utf-8", "surrogatepass"),
+                           digest_size=12).digest()
+
+
 @dataclass
 class Outcome:
     accepted: bool
@@ -87,9 +94,8 @@ class Processor:
         self._seen: dict[bytes, int] = {}
         self._defaults = {key: orjson.dumps(value) for key, value in category.defaults.items()}
 
-    def _occurrence(self, raw: Any, text: str) -> int:
-        key = hashlib.blake2b(dumps_canonical(raw) if raw is not None else text.encode("utf-8", "surrogatepass"),
-                              digest_size=12).digest()
+    def next_occurrence(self, key: bytes) -> int:
+        """The occurrence of the next raw record with this `duplicate_key` in the category (0 for the first)."""
         count = self._seen.get(key, 0)
         self._seen[key] = count + 1
         return count
@@ -98,15 +104,18 @@ class Processor:
         for item in items:
             yield self.one(source, item)
 
-    def one(self, source: Source, item: RawItem) -> Outcome:
-        outcome = self._judge(source, item)
+    def one(self, source: Source, item: RawItem, occurrence: int | None = None) -> Outcome:
+        """The outcome of the next raw item; `occurrence` given (cqia/parallel.py) is not counted here."""
+        if occurrence is None:
+            occurrence = self.next_occurrence(duplicate_key(item.raw, item.text))
+        outcome = self._judge(source, item, occurrence)
         if self.rules.pii_kinds:
             redact_lineage(outcome.lineage, self.rules.pii_kinds)
         return outcome
 
-    def _judge(self, source: Source, item: RawItem) -> Outcome:
+    def _judge(self, source: Source, item: RawItem, occurrence: int) -> Outcome:
         cat = self.category
-        rid = make_id(cat.name, item.raw, item.text, self._occurrence(item.raw, item.text))
+        rid = make_id(cat.name, item.raw, item.text, occurrence)
         loc: dict[str, Any] = {"file": source.file, "md5": source.md5, "line": item.line}
         if item.index is not None:
             loc["index"] = item.index

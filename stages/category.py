@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -33,8 +33,9 @@ from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
 from cqia.fileio import Staging, dumps_line, dumps_pretty, file_digest
 from cqia.neardup import NearDupConfig
-from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, FileProblem, Format, RawItem, check_encoding,
-                          check_layout, parse_json_array, parse_jsonl, sniff)
+from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
+                          file_problems, parse_json_array, parse_jsonl, sniff)
+from cqia.parallel import Workers, worker_count
 from cqia.params import load_category, load_yaml
 from cqia.progress import progress
 from cqia.records import Outcome, Processor, Source
@@ -51,6 +52,27 @@ def gx_row(record: dict[str, Any]) -> tuple:
     return (record["id"], len(record["instruction"]), len(record["input"]), len(record["output"]),
             record["answer_from"], record["human_verified"], record["copyright"],
             "|".join(record["task_type"]["major"]), "|".join(record["domain"]), len(record["domain"]))
+
+
+def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list[tuple]:
+    """The outcomes as the stage writes them (cqia.parallel's `render`, run where the outcomes are made).
+
+    One plain tuple per outcome, cheap to send from a worker process:
+    (accepted, reason code, if accepted its lines of the accepted records and of
+    their lineage (a pair) else its line of rejects.jsonl, and if accepted its
+    Great Expectations row and its row of the keys file).
+    """
+    key_rows = iter(keys.rows([outcome.record for outcome in outcomes if outcome.accepted]))
+    out = []
+    for outcome in outcomes:
+        if outcome.accepted:
+            outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations", "suite": suite,
+                                             "result": "pass"})
+            out.append((True, None, (dumps_line(outcome.record), dumps_line(outcome.lineage)),
+                        gx_row(outcome.record), next(key_rows)))
+        else:
+            out.append((False, outcome.reason or "unknown", dumps_line(outcome.lineage), None, None))
+    return out
 
 
 class RawItems:
@@ -86,9 +108,8 @@ class RawItems:
                 self.records = len(items)
                 yield from check_layout(self.fmt, items)
                 return
-            layout = "exam-jsonl" if self.fmt.container == "sniff" else "jsonl"
             with open(self.path, "rb") as handle:
-                yield from check_layout(self.fmt, parse_jsonl(self._count(handle), layout))
+                yield from check_layout(self.fmt, parse_jsonl(self._count(handle), self.fmt.jsonl_layout))
 
     def _count(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         for line in lines:
@@ -96,15 +117,6 @@ class RawItems:
             if body.strip():
                 self.records += 1
             yield line
-
-
-@contextmanager
-def file_problems(path: Path):
-    """A FileProblem raised by a parser becomes a one-line error naming the file and the line."""
-    try:
-        yield
-    except FileProblem as exc:
-        raise CqiaError(exc.message, where=f"{path}:{exc.line}", fix=exc.fix.replace("{file}", str(path))) from None
 
 
 def read_raw_file(path: Path, fmt: Format) -> RawItems:
@@ -162,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     pause_after = _pause_after(category.name)
     rows: list[tuple] = []
 
+    render = partial(written_form, suite=suite.get("name", ""), keys=keys)
     with Staging() as staging, staging.open(args.accepted) as acc_out, staging.open(args.lineage) as lin_out, \
-            staging.open(args.rejects) as rej_out:
+            staging.open(args.rejects) as rej_out, Workers(processor, render, worker_count()) as workers:
         for name in category.raw:
             path = raw_dir / name
             if not path.is_file():
@@ -171,26 +184,24 @@ def main(argv: list[str] | None = None) -> int:
                                 fix=f"Put it in {raw_dir}/ (or `dvc pull` it), or fix categories.{category.name}.raw")
             source = Source(file=path.as_posix(), md5=file_digest(path))
             items = read_raw_file(path, fmt)
-            for outcome in progress(processor.process(source, items),
-                                    f"{category.name} {name}"):
+            kept = progress(workers.outcomes(source, items), f"{category.name} {name}")
+            for is_accepted, reason, line, row, key_row in kept:
                 if written == pause_after:
                     _pause(written, acc_out, lin_out, rej_out)
                 written += 1
-                if outcome.accepted:
+                if is_accepted:
                     accepted += 1
-                    outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations",
-                                                     "suite": suite.get("name", ""), "result": "pass"})
-                    acc_out.write(dumps_line(outcome.record))
-                    lin_out.write(dumps_line(outcome.lineage))
-                    rows.append(gx_row(outcome.record))
-                    keys.add(outcome.record)
+                    acc_out.write(line[0])
+                    lin_out.write(line[1])
+                    rows.append(row)
+                    keys.add_row(row[0], key_row)
                     if len(rows) >= chunk_rows:
                         gate.validate_rows(GX_COLUMNS, rows)
                         rows = []
                 else:
                     rejected += 1
-                    counts[outcome.reason or "unknown"] += 1
-                    rej_out.write(dumps_line(outcome.lineage))
+                    counts[reason] += 1
+                    rej_out.write(line)
             files[source.file] = {"md5": source.md5, "records": items.records}
 
         if processor.unused_decisions:

@@ -111,6 +111,10 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
              # the category stage's Great Expectations helper: not a stage, its peak is the stage's helper's
              Proc(4, ["python", "-c", "from cqia.gx_gate import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
                   250 * 1024 * 1024, ppid=2, peak_uss=240 * 1024 * 1024),
+             # its worker processes (cqia/parallel.py): forked, so with the stage's command line; neither
+             # a stage nor its gate's helper (larger than the helper here, so counting it would show)
+             Proc(7, ["python", "-m", "stages.category", "--category", "a"], 101.0, 102.4, 260 * 1024 * 1024, ppid=2,
+                  peak_uss=250 * 1024 * 1024),
              # the Great Expectations server (detached: ppid 1) and its child that ran merge's gate
              Proc(5, ["python", "-P", "-c", "from cqia.gx_server import serve; serve()"], 103.3, 105.5,
                   220 * 1024 * 1024, ppid=1, role="gx server"),

@@ -89,6 +89,16 @@ def test_keys_round_trip_through_arrow():
     assert plain.whole is None and plain.output is None
 
 
+def test_key_rows_made_in_a_batch_are_the_rows_made_one_by_one():
+    records = [rec("z-01", "问题一", ANSWER), rec("z-02", "问题二", "回答二"), rec("z-03", "", "")]
+    for near in (NEAR, None):
+        builder = KeysBuilder("z", near)
+        rows = builder.rows(records)
+        assert rows == [builder.rows([record])[0] for record in records]
+        assert {len(row) for row in rows} == {16 + (2 * NEAR.num_perm if near else 0)}
+        assert [row[:16] for row in rows] == [dedup_key(record) for record in records]
+
+
 # --------------------------------------------------------------------------- the stages, run on the sample data
 
 

@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from cqia.formats import (FORMATS, FileProblem, MissingField, check_encoding, check_layout, parse_json_array,
-                          parse_jsonl, sniff)
+from cqia.formats import (FORMATS, FileProblem, MissingField, array_item, check_encoding, check_layout,
+                          parse_json_array, parse_jsonl, scan_json_array, sniff)
 
 
 def lines(text: str) -> list[bytes]:
@@ -46,6 +46,17 @@ def test_a_cut_off_last_line_is_a_file_problem():
 def test_a_bom_at_the_start_of_any_line_is_dropped():
     items = list(parse_jsonl([b'\xef\xbb\xbf{"a": 1}\n', b'\xef\xbb\xbf{"a": 2}\n']))
     assert [i.raw for i in items] == [{"a": 1}, {"a": 2}]
+
+
+def test_a_chunk_of_lines_keeps_the_line_numbers_of_its_file():
+    items = list(parse_jsonl([b'{"a": 1}\n', b"\n", b"not json\n"], start=41))
+    assert [(i.line, i.reason) for i in items] == [(41, None), (43, "invalid_json")]
+
+
+def test_scanned_array_elements_become_the_items_of_parse_json_array():
+    data = '[{"instruction": "甲"},\n {"a": NaN}, 3,\n {"b": [1, 2]}]'.encode()
+    assert [array_item(*element) for element in scan_json_array(data)] == list(parse_json_array(data))
+    assert [line for line, _, _ in scan_json_array(data)] == [1, 2, 2, 3]
 
 
 def test_array_elements_obey_the_json_lines_rules():

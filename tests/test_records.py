@@ -12,7 +12,7 @@ from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import category_from_params
 from cqia.pii import LABELS, MASKS
 from cqia.errors import CqiaError
-from cqia.records import Processor, Source, make_id
+from cqia.records import Processor, Source, duplicate_key, make_id
 from cqia.review import load_decisions
 from cqia.schema import RecordSchema
 
@@ -60,6 +60,14 @@ def test_identical_raw_records_get_distinct_ids():
     line = '{"prompt": "问题", "answer": "回答内容"}'
     _, outs = run([line, line])
     assert outs[0].id != outs[1].id
+
+
+def test_an_occurrence_given_makes_the_id_and_is_not_counted():
+    proc = Processor(category_from_params("t", ENTRY, FORMAT_NAMES), SCHEMA, {})
+    [item] = parse_jsonl([b'{"prompt": "\xe9\x97\xae", "answer": "\xe7\xad\x94\xe6\xa1\x88"}\n'])
+    assert proc.one(SRC, item, occurrence=3).id == make_id("t", item.raw, item.text, 3)
+    assert proc.one(SRC, item).id == make_id("t", item.raw, item.text, 0)
+    assert proc.next_occurrence(duplicate_key(item.raw, item.text)) == 1
 
 
 def test_same_prompt_different_answers_are_distinct_records():
