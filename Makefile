@@ -20,7 +20,7 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -n auto --dist loadfile -m "not e2e" $(PYTEST_ARGS)
 
 # The benchmark (bench/run.py, BENCHMARKS.md): `make bench` at 10k records takes about a minute;
-# `make bench N=1000000` is the 1M run (about 2 GB raw, 40 GB of scratch in bench/out/).
+# `make bench N=1000000` is the 1M run (about 2 GB raw, 30 GB of scratch in bench/out/).
 N ?= 10000
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run --records $(N)
