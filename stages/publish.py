@@ -23,7 +23,6 @@ accepted = released + dropped duplicates (accounting).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from itertools import zip_longest
 from pathlib import Path
@@ -33,7 +32,7 @@ import orjson
 
 from cqia.entry import arguments, run, sweep
 from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import HashingWriter, Staging, dumps_pretty, open_read, read_json, read_jsonl
+from cqia.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
 from cqia.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, final_line,
                           lineage_path, records_path)
 from cqia.progress import progress
@@ -169,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             if relpath in written:         # hashed while written
                 files[relpath] = {"sha256": written[relpath].sha256(), "bytes": written[relpath].size}
                 continue
-            with open(path, "rb") as handle:
-                files[relpath] = {"sha256": hashlib.file_digest(handle, "sha256").hexdigest(),
-                                  "bytes": path.stat().st_size}
+            files[relpath] = {"sha256": file_digest(path, "sha256"), "bytes": path.stat().st_size}
         summary = {"category": name, "raw": cmetrics["raw"], "accepted": cmetrics["accepted"],
                    "released": released, "rejected": sum(rejected.values()),
                    "rejected_by_reason": dict(sorted(rejected.items())),

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 
-import orjson
 import pytest
 
 from conftest import BIN, release_lineage

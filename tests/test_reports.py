@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cqia.errors import CqiaError
-from cqia.fileio import dumps_line, dumps_pretty, read_jsonl
+from cqia.fileio import dumps_line, dumps_pretty
 from cqia.datadocs import RUN_TIME, gate_page, index_page, offline
 from cqia.reports import CategoryStats, histogram_percentile
 from stages import report
