@@ -112,7 +112,7 @@ def gx_server_dir():
     """
     import tempfile
 
-    from cqia import gx_server
+    from cqia.gates import gx_server
 
     directory = Path(tempfile.mkdtemp(prefix="cqia-gx-test-"))  # short: a socket path has at most 107 bytes
     with pytest.MonkeyPatch.context() as patch:

@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 import cqia
-from cqia.errors import CqiaError
-from cqia.export import to_sharegpt
+from cqia.common.errors import CqiaError
+from cqia.registry.export import to_sharegpt
 from conftest import make_repo, release_records_bytes, remove_outputs
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from cqia.records import make_id
+from cqia.ingest.judge import make_id
 from tests.conftest import make_repo
 
 pytestmark = pytest.mark.e2e

@@ -1,7 +1,7 @@
 """The CLI checks itself: every `cqia` command and subcommand has help that ends with an example,
 every option says what it does, and every command whose output a machine would read has `--json`.
 
-The commands are found by walking the click tree, so a new module in cqia/commands/ is checked
+The commands are found by walking the click tree, so a new module in cqia/cli/ is checked
 the moment it is added."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dedup across the release (cqia/dedup.py, stages/dedup.py) and publishing one category (stages/publish.py)."""
+"""Dedup across the release (cqia/dedup/keys.py, stages/dedup.py) and publishing one category (stages/publish.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from cqia.fileio import open_read, open_write
-from cqia.dedup import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
-from cqia.neardup import NearDupConfig
-from cqia.params import load_yaml
+from cqia.common.fileio import open_read, open_write
+from cqia.dedup.keys import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
+from cqia.dedup.neardup import NearDupConfig
+from cqia.common.params import load_yaml
 from conftest import ROOT
 
 NEAR = NearDupConfig(threshold=0.8, ngram=3, num_perm=128, bands=32, seed=1)
@@ -211,7 +211,7 @@ def test_a_decision_for_an_id_the_category_does_not_have_stops_publish(built, tm
     cat = cats[0]
     with open(copy / "dedup" / f"{cat}.jsonl", "ab") as handle:
         handle.write(b'{"id":"%s-00000000000000ff","reason":"duplicate_of:x-0000000000000001","duplicate_of":"x-0000000000000001"}\n' % cat.encode())
-    from cqia.errors import GateFailed
+    from cqia.common.errors import GateFailed
 
     with pytest.raises(GateFailed) as err:
         publish(copy, cat)
@@ -235,7 +235,7 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
             handle.write(b"".join(new))
 
     rewrite([lines[1], lines[0], *lines[2:]])
-    from cqia.errors import GateFailed
+    from cqia.common.errors import GateFailed
 
     with pytest.raises(GateFailed) as err:
         publish(copy, cat)
@@ -250,7 +250,7 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
 
 
 def test_publish_summary_carries_the_statistics_of_what_it_released(built):
-    from cqia.reports import CategoryStats
+    from cqia.publish.stats import CategoryStats
 
     tmp, cats = built
     for cat in cats:
@@ -275,7 +275,7 @@ def test_released_records_are_the_category_stages_bytes_and_parquet_holds_the_sa
 
 
 def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
-    from cqia.release import parquet_schema
+    from cqia.publish.card import parquet_schema
     from stages.publish import parquet_batch
 
     big = {"id": "x-0000000000000001", "instruction": "长" * 700_000, "input": "", "output": "答",
@@ -288,9 +288,9 @@ def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
 
 
 def test_a_tag_whose_data_cannot_be_read_is_unreadable_in_history_never_absent(monkeypatch):
-    from cqia import audit
-    from cqia.commands.audit import render_history
-    from cqia.errors import CqiaError, ReleaseUnavailable
+    from cqia.registry import audit
+    from cqia.cli.audit import render_history
+    from cqia.common.errors import CqiaError, ReleaseUnavailable
 
     class Stub:
         def __init__(self, repo, rev):

@@ -18,10 +18,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from cqia.errors import CqiaError
-from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
-from cqia.progress import progress
-from cqia.release import dataset_card, parquet_schema
+from cqia.common.errors import CqiaError
+from cqia.registry.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
+from cqia.common.progress import progress
+from cqia.publish.card import dataset_card, parquet_schema
 from conftest import BIN, make_repo, release_records_bytes
 
 

@@ -67,7 +67,7 @@ def test_library_imports_from_the_wheel_not_the_checkout(installed):
             "print(cqia.__file__); print(cqia.load.__module__)")
     out = run([str(installed / "venv/bin/python"), "-c", code], installed).stdout.splitlines()
     assert out[0].startswith(str(installed / "venv")), out
-    assert out[1] == "cqia.api"
+    assert out[1] == "cqia.registry.api"
 
 
 def third_party_imports() -> set[str]:

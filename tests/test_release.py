@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cqia import releasing as rel
+from cqia.registry import releases as rel
 from cqia.cli import cli
-from cqia.errors import CqiaError
+from cqia.common.errors import CqiaError
 from conftest import ROOT
 
 FORM = "Use v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"

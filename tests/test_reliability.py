@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqia.errors import CqiaError
-from cqia.fileio import read_jsonl
+from cqia.common.errors import CqiaError
+from cqia.common.fileio import read_jsonl
 from stages.category import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,7 +260,7 @@ def test_a_stage_failure_is_one_line_on_stderr_and_exit_1(stage):
 @given(st.lists(st.text(max_size=30), max_size=20))
 def test_a_zst_file_round_trips_its_lines(tmp_path_factory, texts):
     """Files named *.zst (the category stage's big outputs) are written and read compressed."""
-    from cqia.fileio import Staging, dumps_line
+    from cqia.common.fileio import Staging, dumps_line
 
     path = tmp_path_factory.mktemp("zst") / "records.jsonl.zst"
     with Staging() as staging, staging.open(path) as out:
@@ -271,7 +271,7 @@ def test_a_zst_file_round_trips_its_lines(tmp_path_factory, texts):
 
 
 def test_a_damaged_zst_file_is_a_one_line_error_naming_it(tmp_path):
-    from cqia.fileio import Staging, dumps_line
+    from cqia.common.fileio import Staging, dumps_line
 
     path = tmp_path / "lineage.jsonl.zst"
     with Staging() as staging, staging.open(path) as out:

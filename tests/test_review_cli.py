@@ -1,6 +1,6 @@
 """The review workflow through the CLI: `cqia review export` and `cqia review import`.
 
-Fast tests build a category stage's outputs with the real category core (cqia/records.py)
+Fast tests build a category stage's outputs with the real category core (cqia/ingest/judge.py)
 in a temp directory and drive the CLI with click's CliRunner; one end-to-end test runs the
 round trip in a temp git + DVC repo, with `dvc repro` before and after.
 """
@@ -17,13 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.cli import cli
-from cqia.fileio import dumps_line, open_write, read_jsonl
-from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
-from cqia.params import load_category, load_yaml
+from cqia.common.fileio import dumps_line, open_write, read_jsonl
+from cqia.ingest.formats import parse_json_array, parse_jsonl
+from cqia.common.params import load_yaml
+from cqia.ingest.config import load_checked_category
 from conftest import release_lineage
-from cqia.records import Processor, Source
-from cqia.review import load_decisions
-from cqia.schema import RecordSchema
+from cqia.ingest.judge import Processor, Source
+from cqia.ingest.decisions import load_decisions
+from cqia.gates.schema import RecordSchema
 from tests.conftest import ROOT
 
 LONG = "诚信是商业活动得以持续的基础。对企业而言，诚实守信意味着如实介绍产品、按时履行合同、不做虚假宣传。"
@@ -46,7 +47,7 @@ ZHIHU = [
 def build_stage(root: Path, name: str, raw_bytes: bytes, raw_name: str, array: bool) -> None:
     """data/raw/<name>/<raw_name> and the stage outputs, as `stages/category.py` writes them (minus the GX gate)."""
     params = load_yaml(root / "params.yaml")
-    category = load_category(params, name, FORMAT_NAMES)
+    category = load_checked_category(params, name)
     raw = root / "data" / "raw" / name / raw_name
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_bytes(raw_bytes)

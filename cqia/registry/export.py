@@ -1,0 +1,92 @@
+"""Release records -> the JSON formats SFT trainers read, and LLaMA-Factory's dataset_info.json.
+
+Pure converters: a record in, a training example out; no paths, no I/O.
+
+- alpaca: ``{"instruction", "input", "output"}`` per example;
+- sharegpt: ``{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]}``,
+  where the human turn is the instruction, then a newline and the input when there is one (the
+  prompt LLaMA-Factory builds from an alpaca example).
+
+COIG-CQIA records carry no system prompt, so neither format has a ``system`` column. Every
+example keeps the record's registry ``id``; trainers ignore columns their mapping does not
+name, and the id leads back to the record's lineage.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from cqia.common.errors import CqiaError
+
+FORMATS = ("alpaca", "sharegpt")
+DATASET_INFO = "dataset_info.json"
+NAME_PREFIX = "coig_cqia"
+
+# LLaMA-Factory's dataset_info.json entry for each format, less `file_name` (its data/README.md).
+_INFO = {
+    "alpaca": {"formatting": "alpaca",
+               "columns": {"prompt": "instruction", "query": "input", "response": "output"}},
+    "sharegpt": {"formatting": "sharegpt",
+                 "columns": {"messages": "conversations"},
+                 "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}},
+}
+
+
+def _text(record: dict[str, Any], field: str) -> str:
+    value = record.get(field)
+    if not isinstance(value, str):
+        where = f"record {record.get('id', '<no id>')}"
+        got = "missing" if value is None else f"a {type(value).__name__}"
+        raise CqiaError(f"field '{field}' is {got}, not a string", where=where,
+                        fix="Export a release built by cqia-registry (its records pass the schema)")
+    return value
+
+
+def prompt(record: dict[str, Any]) -> str:
+    """The user turn: the instruction, and the input on a new line when there is one."""
+    instruction, extra = _text(record, "instruction"), _text(record, "input")
+    return f"{instruction}\n{extra}" if extra else instruction
+
+
+def to_alpaca(record: dict[str, Any]) -> dict[str, Any]:
+    return {"instruction": _text(record, "instruction"), "input": _text(record, "input"),
+            "output": _text(record, "output"), "id": _text(record, "id")}
+
+
+def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
+    return {"conversations": [{"from": "human", "value": prompt(record)},
+                              {"from": "gpt", "value": _text(record, "output")}],
+            "id": _text(record, "id")}
+
+
+CONVERTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"alpaca": to_alpaca, "sharegpt": to_sharegpt}
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise CqiaError(f"unknown export format {fmt!r}", fix=f"Available formats: {list(FORMATS)}")
+    return fmt
+
+
+def dataset_name(fmt: str, category: str | None = None) -> str:
+    """The dataset's name in dataset_info.json, e.g. `coig_cqia_alpaca`, `coig_cqia_zhihu_sharegpt`."""
+    return "_".join(part for part in (NAME_PREFIX, category, check_format(fmt)) if part)
+
+
+def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
+    """LLaMA-Factory's description of one exported file."""
+    info = _INFO[check_format(fmt)]
+    return {"file_name": file_name, **copy.deepcopy(info)}
+
+
+def add_dataset_info(existing: Any, name: str, entry: dict[str, Any], where: str = DATASET_INFO) -> dict[str, Any]:
+    """`existing` dataset_info.json content with `name` set to `entry`; other datasets are kept."""
+    if existing is None:
+        existing = {}
+    if not isinstance(existing, dict):
+        raise CqiaError(f"is a JSON {type(existing).__name__}, not an object of dataset descriptions",
+                        where=where, fix="Fix or remove it; cqia export adds its entry to an existing file")
+    merged = dict(existing)
+    merged[name] = entry
+    return merged
