@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.cli import cli
+from cqia.dedup import KeysBuilder, decide
 from cqia.fileio import dumps_line, open_write, read_jsonl
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import load_category, load_yaml
 from conftest import release_lineage
 from cqia.records import Processor, Source
 from cqia.review import load_decisions
+from cqia.reviewing import dedup_drops
 from cqia.schema import RecordSchema
 from tests.conftest import ROOT
 
@@ -67,6 +69,21 @@ def build_stage(root: Path, name: str, raw_bytes: bytes, raw_name: str, array: b
                 rej.write(dumps_line(outcome.lineage))
 
 
+def build_dedup(root: Path) -> None:
+    """data/dedup/<category>.jsonl of the built stages, with the dedup core (exact duplicates, as
+    `stages/dedup.py` decides them with neardup off)."""
+    parts = []
+    for stage in sorted((root / "data" / "stages").iterdir()):
+        keys = KeysBuilder(stage.name, None)
+        for record in read_jsonl(stage / "accepted.jsonl.zst"):
+            keys.add(record)
+        parts.append(keys.build())
+    out = root / "data" / "dedup"
+    out.mkdir(exist_ok=True)
+    for name, decisions in decide(parts, None).items():
+        (out / f"{name}.jsonl").write_bytes(b"".join(dumps_line(d) for d in decisions))
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch) -> Path:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
@@ -77,6 +94,7 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
     build_stage(tmp_path, "human_value", orjson.dumps(HUMAN_VALUE, option=orjson.OPT_INDENT_2),
                 "human_value_alignment_instructions_part1.json", array=True)
     build_stage(tmp_path, "zhihu", b"".join(dumps_line(r) for r in ZHIHU), "train.jsonl", array=False)
+    build_dedup(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -132,6 +150,42 @@ def test_export_lists_released_records_nobody_verified(workdir: Path):
     assert (info["pending"], info["written"]) == (1, 1)
     rows = list(read_jsonl(workdir / info["jsonl"]))
     assert [(r["instruction"], r["status"]) for r in rows] == [("三十岁转行做程序员还来得及吗？", "released")]
+
+
+def test_records_dedup_drops_are_not_pending_and_take_no_decision(workdir: Path):
+    # The same answer posted twice, neither verified: dedup keeps the first and drops the repost.
+    repost = dict(ZHIHU[0], metadata="repost")
+    build_stage(workdir, "zhihu", b"".join(dumps_line(r) for r in [*ZHIHU, repost]), "train.jsonl", array=False)
+    build_dedup(workdir)
+    first, _, dropped = ids_of(workdir / "data/stages/zhihu", accepted=True)
+    assert list(read_jsonl(workdir / "data/dedup/zhihu.jsonl")) == [
+        {"id": dropped, "reason": f"duplicate_of:{first}", "duplicate_of": first}]
+    info = orjson.loads(cqia("review", "export", "zhihu", "--json").output)
+    assert (info["pending"], info["written"]) == (1, 1)
+    assert [r["id"] for r in read_jsonl(workdir / info["jsonl"])] == [first]
+    # A sheet with a decision on the dropped record (an old sheet, or a hand-added row) is refused.
+    write_csv(workdir / "sheet.csv", [["id", "decision", "note"], [first, "accept", ""], [dropped, "accept", ""]])
+    result = cqia("review", "import", "sheet.csv", "--reviewer", "li.na")
+    assert (result.exit_code, result.output) == (1, (
+        f"error: sheet.csv:3: id '{dropped}' was dropped by dedup as a duplicate of {first}, so a decision on "
+        "it would not be used. Remove the row\n"))
+    assert (workdir / "data/reviews/zhihu.jsonl").read_bytes() == b""                 # nothing written
+
+
+def test_dedup_drops_name_the_record_kept():
+    assert dedup_drops([
+        {"id": "zhihu-01", "reason": "duplicate_of:zhihu-00", "duplicate_of": "zhihu-00"},
+        {"id": "zhihu-02", "reason": "near_duplicate_of:zhihu-00", "near_duplicate_of": "zhihu-00",
+         "similarity": 0.9, "output_similarity": 1.0, "threshold": 0.8, "ngram": 5},
+        {"id": "zhihu-00", "near_duplicates": ["zhihu-02"]},                       # kept: not a drop
+    ]) == {"zhihu-01": "a duplicate of zhihu-00", "zhihu-02": "a near duplicate of zhihu-00"}
+
+
+def test_export_needs_the_dedup_decisions(workdir: Path):
+    (workdir / "data/dedup/zhihu.jsonl").unlink()
+    result = cqia("review", "export", "zhihu")
+    assert (result.exit_code, result.output) == (1, (
+        "error: data/dedup/zhihu.jsonl: no dedup decisions for category 'zhihu'. Run `dvc repro dedup` first\n"))
 
 
 def test_sample_is_deterministic_and_a_subset(workdir: Path):

@@ -13,6 +13,7 @@ PARAMS = Path("params.yaml")
 SCHEMA = Path("schemas/record.schema.json")
 STAGES_DIR = Path("data/stages")
 REVIEWS_DIR = Path("data/reviews")
+DEDUP_DIR = Path("data/dedup")
 
 
 def _categories():
@@ -46,8 +47,9 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
     _, decisions = reviewing.load_reviews(category, REVIEWS_DIR)
+    dropped = reviewing.load_dedup_drops(category, DEDUP_DIR)
     rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
-                                  set(decisions), reviewing.Rebuilder(cat, SCHEMA), cat.raw)
+                                  set(decisions), dropped, reviewing.Rebuilder(cat, SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
     jsonl_path, csv_path = sheet_paths(out, category)
     if chosen:
@@ -70,7 +72,7 @@ def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
 
     def state_of(name: str):
         if name not in states:
-            states[name] = reviewing.category_state(name, STAGES_DIR, REVIEWS_DIR)
+            states[name] = reviewing.category_state(name, STAGES_DIR, REVIEWS_DIR, DEDUP_DIR)
         return states[name]
 
     plan = reviewing.plan_import(rows, sheet, list(categories), state_of)
@@ -95,8 +97,8 @@ def register(cli: click.Group) -> None:
         """Review sheets: export pending records, import a reviewer's decisions.
 
         A pending record is a `review_pending` reject, or a released record that is not
-        human_verified, with no decision in data/reviews/<category>.jsonl yet. Run from
-        the repository root, after `dvc repro`.
+        human_verified, with no decision in data/reviews/<category>.jsonl yet; records that
+        dedup drops are not pending. Run from the repository root, after `dvc repro`.
 
         \b
         Example:
@@ -143,8 +145,9 @@ def register(cli: click.Group) -> None:
     def import_cmd(sheet: Path, reviewer: str, date: str | None, as_json: bool) -> None:
         """Check a filled-in review sheet (.jsonl or .csv) and append its decisions to data/reviews/.
 
-        Rows with an empty decision are skipped. Unknown ids, an id twice on the sheet, and a
-        decision that contradicts one already recorded are errors, and then nothing is written.
+        Rows with an empty decision are skipped. Unknown ids, ids that a rule rejected or dedup
+        dropped, an id twice on the sheet, and a decision that contradicts one already recorded
+        are errors, and then nothing is written.
         A decision already recorded is not written again. Run `dvc repro` afterwards: accepted
         records become human_verified, rejected ones are dropped as review_rejected.
 
