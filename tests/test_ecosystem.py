@@ -211,12 +211,12 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch):
     result = run_export("--format", "alpaca", "--category", "x")
     assert result.output == ("error: data/release: release v0.1 has no category 'x'. "
                              "Available categories: ['zhihu']\n")
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "dataset_info.json").write_text("{not json")
+    (tmp_path / "out" / "export").mkdir(parents=True)
+    (tmp_path / "out" / "export" / "dataset_info.json").write_text("{not json")
     result = run_export("--format", "sharegpt")
-    assert result.output.startswith("error: export/dataset_info.json: not valid JSON (")
+    assert result.output.startswith("error: out/export/dataset_info.json: not valid JSON (")
     assert result.output.endswith("). Fix or remove it; cqia export adds its entry to an existing file\n")
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["dataset_info.json"]  # nothing written
+    assert sorted(p.name for p in (tmp_path / "out" / "export").iterdir()) == ["dataset_info.json"]  # nothing written
 
 
 # ---------------------------------------------------------------- a release built by dvc repro (e2e)

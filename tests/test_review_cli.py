@@ -125,9 +125,9 @@ def test_export_writes_the_pending_records_as_jsonl_and_csv(workdir: Path):
     assert len(pending) == 3 and len(ids_of(stage, "empty_output")) == 1
     result = cqia("review", "export", "human_value")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Wrote 3 of 3 pending records of human_value to review-human_value.jsonl "
-                                    "and review-human_value.csv.\n")
-    rows = list(read_jsonl(workdir / "review-human_value.jsonl"))
+    assert result.output.startswith("Wrote 3 of 3 pending records of human_value to out/review/human_value.jsonl "
+                                    "and out/review/human_value.csv.\n")
+    rows = list(read_jsonl(workdir / "out/review/human_value.jsonl"))
     assert [r["id"] for r in rows] == pending                       # rule rejects are not on the sheet
     first = rows[0]
     assert first["decision"] == "" and first["note"] == "" and first["status"] == "review_pending"
@@ -137,7 +137,7 @@ def test_export_writes_the_pending_records_as_jsonl_and_csv(workdir: Path):
     assert first["hints"].startswith("defaults: task_type, domain")
     assert rows[1]["output"] == "交给警察。"                          # as released: zero-width space removed
     assert "normalize output: " in rows[1]["hints"]
-    table = read_csv(workdir / "review-human_value.csv")
+    table = read_csv(workdir / "out/review/human_value.csv")
     assert table[0][:3] == ["id", "decision", "note"]
     assert [r[0] for r in table[1:]] == pending
     assert table[1][7] == LONG
@@ -204,7 +204,7 @@ def test_sample_is_deterministic_and_a_subset(workdir: Path):
 
 
 def fill(workdir: Path, decisions: dict[int, tuple[str, str]]) -> Path:
-    sheet = workdir / "review-human_value.csv"
+    sheet = workdir / "out/review/human_value.csv"
     rows = read_csv(sheet)
     for index, (decision, note) in decisions.items():
         rows[index + 1][1:3] = [decision, note]
@@ -216,7 +216,7 @@ def test_import_appends_decisions_and_skips_undecided_rows(workdir: Path):
     cqia("review", "export", "human_value")
     pending = ids_of(workdir / "data/stages/human_value", "review_pending")
     fill(workdir, {0: ("accept", ""), 2: (" Reject ", "答案没有回答问题")})
-    result = cqia("review", "import", "review-human_value.csv", "--reviewer", "li.na", "--date", "2024-05-01")
+    result = cqia("review", "import", "out/review/human_value.csv", "--reviewer", "li.na", "--date", "2024-05-01")
     assert result.exit_code == 0, result.output
     assert result.output == ("Appended 2 decisions to data/reviews/human_value.jsonl (1 accept, 1 reject). "
                              "0 already recorded, 1 left undecided.\nRun `dvc repro` to apply them.\n")
@@ -225,7 +225,7 @@ def test_import_appends_decisions_and_skips_undecided_rows(workdir: Path):
         {"id": pending[0], "decision": "accept", "reviewer": "li.na", "note": "", "date": "2024-05-01"},
         {"id": pending[2], "decision": "reject", "reviewer": "li.na", "note": "答案没有回答问题", "date": "2024-05-01"},
     ]
-    again = cqia("review", "import", "review-human_value.csv", "--reviewer", "li.na", "--date", "2024-05-02")
+    again = cqia("review", "import", "out/review/human_value.csv", "--reviewer", "li.na", "--date", "2024-05-02")
     assert again.output == "No new decisions. 2 already recorded, 1 left undecided.\n"
     assert (workdir / "data/reviews/human_value.jsonl").read_bytes().splitlines() == lines
     # Decided records are no longer pending.
@@ -254,40 +254,40 @@ def sheet_error(workdir: Path, sheet: str, *extra: str) -> str:
 
 def test_unknown_ids_are_errors(workdir: Path):
     cqia("review", "export", "human_value")
-    rows = read_csv(workdir / "review-human_value.csv")
+    rows = read_csv(workdir / "out/review/human_value.csv")
     rows[1][1] = "accept"
     rows[2][0:2] = ["human_value-0000000000000000", "accept"]
-    write_csv(workdir / "review-human_value.csv", rows)
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        "error: review-human_value.csv:3: unknown id 'human_value-0000000000000000': not a record of category "
+    write_csv(workdir / "out/review/human_value.csv", rows)
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        "error: out/review/human_value.csv:3: unknown id 'human_value-0000000000000000': not a record of category "
         "'human_value'. Check the id, or export a fresh sheet with `cqia review export human_value`")
     rows[2][0] = "xhs-0000000000000000"
-    write_csv(workdir / "review-human_value.csv", rows)
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        "error: review-human_value.csv:3: unknown id 'xhs-0000000000000000': it names no source category. "
+    write_csv(workdir / "out/review/human_value.csv", rows)
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        "error: out/review/human_value.csv:3: unknown id 'xhs-0000000000000000': it names no source category. "
         "Ids look like <category>-<16 hex digits>; categories: ['100poison', 'human_value', 'zhihu']")
     rows[2][0] = ids_of(workdir / "data/stages/human_value", "empty_output")[0]
-    write_csv(workdir / "review-human_value.csv", rows)
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        f"error: review-human_value.csv:3: id '{rows[2][0]}' was rejected as empty_output before review, "
+    write_csv(workdir / "out/review/human_value.csv", rows)
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        f"error: out/review/human_value.csv:3: id '{rows[2][0]}' was rejected as empty_output before review, "
         "so a decision on it would not be used. Remove the row")
 
 
 def test_conflicting_decisions_are_errors(workdir: Path):
     cqia("review", "export", "human_value")
     pending = ids_of(workdir / "data/stages/human_value", "review_pending")
-    rows = read_csv(workdir / "review-human_value.csv")
+    rows = read_csv(workdir / "out/review/human_value.csv")
     rows.append(list(rows[1]))
     rows[1][1], rows[-1][1] = "accept", "accept"
-    write_csv(workdir / "review-human_value.csv", rows)
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        f"error: review-human_value.csv:5: id '{pending[0]}' is on the sheet twice (first on line 2). "
+    write_csv(workdir / "out/review/human_value.csv", rows)
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        f"error: out/review/human_value.csv:5: id '{pending[0]}' is on the sheet twice (first on line 2). "
         "Keep one row per id")
     (workdir / "data/reviews/human_value.jsonl").write_bytes(dumps_line(
         {"id": pending[1], "decision": "accept", "reviewer": "wang.li", "note": "", "date": "2024-03-01"}))
-    write_csv(workdir / "review-human_value.csv", [rows[0], rows[1], [pending[1], "reject", "不通顺"]])
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        f"error: review-human_value.csv:3: conflicting decision for '{pending[1]}': the sheet says reject, but "
+    write_csv(workdir / "out/review/human_value.csv", [rows[0], rows[1], [pending[1], "reject", "不通顺"]])
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        f"error: out/review/human_value.csv:3: conflicting decision for '{pending[1]}': the sheet says reject, but "
         "data/reviews/human_value.jsonl:1 says accept (wang.li, 2024-03-01). Agree on one decision; to change "
         "it, edit data/reviews/human_value.jsonl by hand (it is versioned with git)")
 
@@ -295,8 +295,8 @@ def test_conflicting_decisions_are_errors(workdir: Path):
 def test_bad_sheets_are_errors(workdir: Path):
     cqia("review", "export", "human_value")
     fill(workdir, {1: ("approve", "")})
-    assert sheet_error(workdir, "review-human_value.csv") == (
-        "error: review-human_value.csv:3: field 'decision' is 'approve'. Use accept or reject, or leave it "
+    assert sheet_error(workdir, "out/review/human_value.csv") == (
+        "error: out/review/human_value.csv:3: field 'decision' is 'approve'. Use accept or reject, or leave it "
         "empty to decide later")
     (workdir / "gbk.csv").write_bytes("id,decision,note\nhuman_value-0,accept,好\n".encode("gbk"))
     assert sheet_error(workdir, "gbk.csv") == (
@@ -304,7 +304,7 @@ def test_bad_sheets_are_errors(workdir: Path):
     (workdir / "notes.txt").write_text("id,decision\n")
     assert sheet_error(workdir, "notes.txt") == (
         "error: notes.txt: unknown sheet type '.txt'. Import the .jsonl or .csv file `cqia review export` wrote")
-    assert sheet_error(workdir, "review-human_value.csv", "--reviewer", " ") == (
+    assert sheet_error(workdir, "out/review/human_value.csv", "--reviewer", " ") == (
         "error: --reviewer: reviewer '' is not a usable name. Give a non-empty name on one line, "
         "e.g. --reviewer wang.li")
     result = cqia("review", "export", "xhs")

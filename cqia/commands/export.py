@@ -7,10 +7,13 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.commands import OUT_DIR
 from cqia.errors import CqiaError
 from cqia.export import CONVERTERS, DATASET_INFO, FORMATS, add_dataset_info, dataset_info_entry, dataset_name
 from cqia.fileio import Staging, dumps_pretty
 from cqia.progress import progress
+
+EXPORT_DIR = OUT_DIR / "export"
 
 
 def read_dataset_info(path: Path):
@@ -55,7 +58,7 @@ def register(cli: click.Group) -> None:
     @cli.command("export")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
                   help="alpaca: instruction, input, output. sharegpt: conversations of human and gpt turns.")
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("export"),
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=EXPORT_DIR,
                   show_default=True, help="Directory to write to; e.g. LLaMA-Factory's data/ directory.")
     @click.option("--rev", default=None,
                   help="Git tag, branch or commit to read the release at, through DVC, with no checkout. "
@@ -75,7 +78,7 @@ def register(cli: click.Group) -> None:
 
         \b
         Example:
-            cqia export --format sharegpt --rev v0.1 --category zhihu --out export/
+            cqia export --format sharegpt --rev v0.1 --category zhihu
         """
         result = export_release(fmt, out, rev=rev, repo=repo, category=category)
         if as_json:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.commands import OUT_DIR
 from cqia.errors import CqiaError
 
 PARAMS = Path("params.yaml")
@@ -14,6 +15,7 @@ SCHEMA = Path("schemas/record.schema.json")
 STAGES_DIR = Path("data/stages")
 REVIEWS_DIR = Path("data/reviews")
 DEDUP_DIR = Path("data/dedup")
+SHEETS_DIR = OUT_DIR / "review"
 
 
 def _categories():
@@ -24,7 +26,7 @@ def _categories():
 
 
 def sheet_paths(out: Path | None, category: str) -> tuple[Path, Path]:
-    stem = out if out is not None else Path(f"review-{category}")
+    stem = out if out is not None else SHEETS_DIR / category
     if stem.suffix.lower() in (".jsonl", ".csv"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".jsonl"), stem.with_name(stem.name + ".csv")
@@ -103,7 +105,7 @@ def register(cli: click.Group) -> None:
         \b
         Example:
             cqia review export human_value --sample 20
-            cqia review import review-human_value.csv --reviewer wang.li
+            cqia review import out/review/human_value.csv --reviewer wang.li
         """
 
     @review.command("export")
@@ -113,7 +115,7 @@ def register(cli: click.Group) -> None:
                        "same records).")
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Sheet path without suffix; writes OUT.jsonl and OUT.csv [default: review-CATEGORY].")
+                  help="Sheet path without suffix; writes OUT.jsonl and OUT.csv [default: out/review/CATEGORY].")
     @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
     def export_cmd(category: str, sample: int | None, seed: int, out: Path | None, as_json: bool) -> None:
         """Write a review sheet of CATEGORY's pending records, as JSON Lines and CSV.
@@ -123,7 +125,7 @@ def register(cli: click.Group) -> None:
 
         \b
         Example:
-            cqia review export human_value --sample 20 --out review-hv
+            cqia review export human_value --sample 20 --out out/review/hv-batch1
         """
         result = export_sheet(category, sample, seed, out)
         if as_json:
@@ -153,7 +155,7 @@ def register(cli: click.Group) -> None:
 
         \b
         Example:
-            cqia review import review-human_value.csv --reviewer wang.li
+            cqia review import out/review/human_value.csv --reviewer wang.li
         """
         result = import_sheet(sheet, reviewer, date)
         if as_json:
