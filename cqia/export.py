@@ -10,11 +10,16 @@ Pure converters: a record in, a training example out; no paths, no I/O.
 COIG-CQIA records carry no system prompt, so neither format has a ``system`` column. Every
 example keeps the record's registry ``id``; trainers ignore columns their mapping does not
 name, and the id leads back to the record's lineage.
+
+A dataset's name (and file name) says which release it holds: the revision it was read at
+(``coig_cqia_v0.1_alpaca``), or ``workspace`` for the release in the working tree, so exports
+of two revisions sit side by side.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Callable
 
 from cqia.errors import CqiaError
@@ -22,6 +27,7 @@ from cqia.errors import CqiaError
 FORMATS = ("alpaca", "sharegpt")
 DATASET_INFO = "dataset_info.json"
 NAME_PREFIX = "coig_cqia"
+OVERWRITE_FIX = "Pass --force to overwrite it, or write elsewhere with --out"
 
 # LLaMA-Factory's dataset_info.json entry for each format, less `file_name` (its data/README.md).
 _INFO = {
@@ -69,9 +75,20 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def dataset_name(fmt: str, category: str | None = None) -> str:
-    """The dataset's name in dataset_info.json, e.g. `coig_cqia_alpaca`, `coig_cqia_zhihu_sharegpt`."""
-    return "_".join(part for part in (NAME_PREFIX, category, check_format(fmt)) if part)
+WORKSPACE = "workspace"
+
+
+def rev_label(rev: str | None) -> str:
+    """The revision as a part of a file name: `v0.1`, `feature_x` for `feature/x`, `workspace` for none."""
+    if rev is None:
+        return WORKSPACE
+    return re.sub(r"[^0-9A-Za-z._-]+", "_", rev)
+
+
+def dataset_name(fmt: str, category: str | None = None, rev: str | None = None) -> str:
+    """The dataset's name in dataset_info.json and its file's stem, e.g. `coig_cqia_workspace_alpaca`,
+    `coig_cqia_v0.1_zhihu_sharegpt`."""
+    return "_".join(part for part in (NAME_PREFIX, rev_label(rev), category, check_format(fmt)) if part)
 
 
 def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
@@ -80,13 +97,18 @@ def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
     return {"file_name": file_name, **copy.deepcopy(info)}
 
 
-def add_dataset_info(existing: Any, name: str, entry: dict[str, Any], where: str = DATASET_INFO) -> dict[str, Any]:
-    """`existing` dataset_info.json content with `name` set to `entry`; other datasets are kept."""
+def add_dataset_info(existing: Any, name: str, entry: dict[str, Any], where: str = DATASET_INFO,
+                     force: bool = False) -> dict[str, Any]:
+    """`existing` dataset_info.json content with `name` set to `entry`; other datasets are kept.
+    A different description already under `name` is replaced only with `force`."""
     if existing is None:
         existing = {}
     if not isinstance(existing, dict):
         raise CqiaError(f"is a JSON {type(existing).__name__}, not an object of dataset descriptions",
                         where=where, fix="Fix or remove it; cqia export adds its entry to an existing file")
+    if not force and name in existing and existing[name] != entry:
+        raise CqiaError(f"dataset \"{name}\" is already described, differently", where=where,
+                        fix=OVERWRITE_FIX)
     merged = dict(existing)
     merged[name] = entry
     return merged

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pty
+import shutil
 import struct
 import subprocess
 import termios
@@ -19,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.errors import CqiaError
-from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
+from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, rev_label, to_alpaca, to_sharegpt
 from cqia.progress import progress
 from cqia.release import dataset_card, parquet_schema
 from conftest import BIN, make_repo, release_records_bytes
@@ -73,11 +74,29 @@ def test_dataset_info_entries_are_llama_factorys():
     assert dataset_info_entry("sharegpt", "x.json") == {
         "file_name": "x.json", "formatting": "sharegpt", "columns": {"messages": "conversations"},
         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
-    assert dataset_name("alpaca") == "coig_cqia_alpaca"
-    assert dataset_name("sharegpt", "zhihu") == "coig_cqia_zhihu_sharegpt"
+    assert dataset_name("alpaca") == "coig_cqia_workspace_alpaca"
+    assert dataset_name("sharegpt", "zhihu", "v0.1") == "coig_cqia_v0.1_zhihu_sharegpt"
     with pytest.raises(CqiaError) as err:
         dataset_name("openai")
     assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt']"
+
+
+def test_names_say_which_revision_was_exported():
+    assert [rev_label(r) for r in (None, "v0.1", "feature/x", "HEAD~1", "3f2a9c1")] == [
+        "workspace", "v0.1", "feature_x", "HEAD_1", "3f2a9c1"]
+    assert dataset_name("alpaca", rev="v0.1") != dataset_name("alpaca", rev="v0.2")
+
+
+def test_dataset_info_replaces_a_different_description_only_when_forced():
+    entry = dataset_info_entry("alpaca", "coig_cqia_v0.1_alpaca.json")
+    existing = {"coig_cqia_v0.1_alpaca": dict(entry, file_name="mine.json")}
+    assert add_dataset_info({"coig_cqia_v0.1_alpaca": entry}, "coig_cqia_v0.1_alpaca", entry) == {
+        "coig_cqia_v0.1_alpaca": entry}                                          # the same: fine
+    with pytest.raises(CqiaError) as err:
+        add_dataset_info(existing, "coig_cqia_v0.1_alpaca", entry, where="out/dataset_info.json")
+    assert str(err.value) == ('out/dataset_info.json: dataset "coig_cqia_v0.1_alpaca" is already described, '
+                              'differently. Pass --force to overwrite it, or write elsewhere with --out')
+    assert add_dataset_info(existing, "coig_cqia_v0.1_alpaca", entry, force=True) == {"coig_cqia_v0.1_alpaca": entry}
 
 
 def test_dataset_info_keeps_the_datasets_already_there():
@@ -194,11 +213,31 @@ def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch
     result = run_export("--format", "alpaca", "--category", "hv", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert result.output == (f"Exported 1 records of release v0.1 (category hv) as alpaca:\n"
-                             f"  {out.as_posix()}/coig_cqia_hv_alpaca.json\n"
-                             f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_hv_alpaca\")\n")
+                             f"  {out.as_posix()}/coig_cqia_workspace_hv_alpaca.json\n"
+                             f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_workspace_hv_alpaca\")\n")
     info = json.loads((out / "dataset_info.json").read_text())
-    assert list(info) == ["identity", "coig_cqia_hv_alpaca"]
-    assert json.loads((out / "coig_cqia_hv_alpaca.json").read_text(encoding="utf-8")) == [to_alpaca(RECORDS[1])]
+    assert list(info) == ["identity", "coig_cqia_workspace_hv_alpaca"]
+    assert json.loads((out / "coig_cqia_workspace_hv_alpaca.json").read_text(encoding="utf-8")) == [
+        to_alpaca(RECORDS[1])]
+
+
+def test_export_overwrites_a_different_file_only_when_forced(tmp_path, monkeypatch):
+    write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[2:]})
+    monkeypatch.chdir(tmp_path)
+    assert run_export("--format", "alpaca").exit_code == 0
+    exported = tmp_path / "out" / "export" / "coig_cqia_workspace_alpaca.json"
+    first = exported.read_bytes()
+    assert run_export("--format", "alpaca").exit_code == 0                  # the same export again: fine
+    shutil.rmtree(tmp_path / "data" / "release")                            # the working tree's release changed
+    write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[1:]})
+    result = run_export("--format", "alpaca")
+    assert (result.exit_code, result.output) == (1, (
+        "error: out/export/coig_cqia_workspace_alpaca.json: already exists, with other content than this export. "
+        "Pass --force to overwrite it, or write elsewhere with --out\n"))
+    assert exported.read_bytes() == first
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["coig_cqia_workspace_alpaca.json", "dataset_info.json"]
+    assert run_export("--format", "alpaca", "--force").exit_code == 0
+    assert json.loads(exported.read_text(encoding="utf-8")) == [to_alpaca(r) for r in RECORDS[1:]]
 
 
 def test_export_errors_are_one_line(tmp_path, monkeypatch):
@@ -266,16 +305,16 @@ def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp
         assert proc.stderr == ""  # stderr is a pipe: no progress bar
         assert json.loads(proc.stdout)["records"] == len(release)
     info = json.loads((out / "dataset_info.json").read_text())
-    assert sorted(info) == ["coig_cqia_alpaca", "coig_cqia_sharegpt"]
+    assert sorted(info) == ["coig_cqia_workspace_alpaca", "coig_cqia_workspace_sharegpt"]
 
-    alpaca = info["coig_cqia_alpaca"]
+    alpaca = info["coig_cqia_workspace_alpaca"]
     assert alpaca["formatting"] == "alpaca"
     rows = datasets.load_dataset("json", data_files=str(out / alpaca["file_name"]), cache_dir=cache)["train"]
     cols = alpaca["columns"]
     assert [(r[cols["prompt"]], r[cols["query"]], r[cols["response"]]) for r in rows] == \
         [(r["instruction"], r["input"], r["output"]) for r in release]
 
-    sharegpt = info["coig_cqia_sharegpt"]
+    sharegpt = info["coig_cqia_workspace_sharegpt"]
     assert sharegpt["formatting"] == "sharegpt"
     rows = datasets.load_dataset("json", data_files=str(out / sharegpt["file_name"]), cache_dir=cache)["train"]
     tags = sharegpt["tags"]

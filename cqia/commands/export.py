@@ -9,8 +9,9 @@ import orjson
 
 from cqia.commands import OUT_DIR
 from cqia.errors import CqiaError
-from cqia.export import CONVERTERS, DATASET_INFO, FORMATS, add_dataset_info, dataset_info_entry, dataset_name
-from cqia.fileio import Staging, dumps_pretty
+from cqia.export import (CONVERTERS, DATASET_INFO, FORMATS, OVERWRITE_FIX, add_dataset_info, dataset_info_entry,
+                         dataset_name)
+from cqia.fileio import HashingWriter, Staging, dumps_pretty, file_digest
 from cqia.progress import progress
 
 EXPORT_DIR = OUT_DIR / "export"
@@ -27,20 +28,24 @@ def read_dataset_info(path: Path):
 
 
 def export_release(fmt: str, out: Path, rev: str | None = None, repo: str | None = None,
-                   category: str | None = None) -> dict:
-    """Write `<out>/<name>.json` and add `<name>` to `<out>/dataset_info.json`; return what was written."""
+                   category: str | None = None, force: bool = False) -> dict:
+    """Write `<out>/<name>.json` and add `<name>` to `<out>/dataset_info.json`; return what was written.
+
+    An existing file or description of the same name is overwritten only if it is the same, or with `force`.
+    """
     from cqia.api import Release
 
     release = Release(rev=rev, repo=repo)
     records = release.records(category)  # checks the category before anything is written
-    name = dataset_name(fmt, category)
+    name = dataset_name(fmt, category, rev)
     data_file, info_file = out / f"{name}.json", out / DATASET_INFO
     info = add_dataset_info(read_dataset_info(info_file), name, dataset_info_entry(fmt, data_file.name),
-                            where=str(info_file))
+                            where=str(info_file), force=force)
     convert = CONVERTERS[fmt]
     count = 0
     with Staging() as staging:
-        with staging.open(data_file) as handle:
+        with staging.open(data_file) as raw:
+            handle = HashingWriter(raw)
             # A JSON array written one example per line, so a release never has to fit in memory.
             handle.write(b"[")
             for record in progress(records, f"export {fmt}", total=release.count(category)):
@@ -48,6 +53,9 @@ def export_release(fmt: str, out: Path, rev: str | None = None, repo: str | None
                 handle.write(orjson.dumps(convert(record)))
                 count += 1
             handle.write(b"\n]\n")
+        if not force and data_file.is_file() and file_digest(data_file, "sha256") != handle.sha256():
+            raise CqiaError("already exists, with other content than this export", where=str(data_file),
+                            fix=OVERWRITE_FIX)
         with staging.open(info_file) as handle:
             handle.write(dumps_pretty(info))
     return {"format": fmt, "release": release.version, "rev": rev, "category": category, "records": count,
@@ -66,21 +74,25 @@ def register(cli: click.Group) -> None:
     @click.option("--repo", default=None,
                   help="Path or git URL of the registry to read from. Default: the current directory.")
     @click.option("--category", default=None, help="Export one source category only. Default: every record.")
+    @click.option("--force", is_flag=True,
+                  help="Overwrite a file or dataset_info.json entry of the same name with other content.")
     @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
     def export(fmt: str, out: Path, rev: str | None, repo: str | None, category: str | None,
-               as_json: bool) -> None:
+               force: bool, as_json: bool) -> None:
         """Export a release for SFT trainers: alpaca or sharegpt JSON, plus LLaMA-Factory's dataset_info.json.
 
-        Writes OUT/coig_cqia[_CATEGORY]_FORMAT.json (a JSON array; every example
-        keeps the record's `id`) and adds an entry of the same name to
-        OUT/dataset_info.json, keeping the entries already there. Train with
-        LLaMA-Factory by `dataset: coig_cqia_alpaca` and `dataset_dir: OUT`.
+        Writes OUT/coig_cqia_REV[_CATEGORY]_FORMAT.json (REV: the --rev given, or
+        `workspace`; a JSON array; every example keeps the record's `id`) and adds
+        an entry of the same name to OUT/dataset_info.json, keeping the entries
+        already there. A file or entry of that name with other content is an
+        error unless --force. Train with LLaMA-Factory by
+        `dataset: coig_cqia_workspace_alpaca` and `dataset_dir: OUT`.
 
         \b
         Example:
             cqia export --format sharegpt --rev v0.1 --category zhihu
         """
-        result = export_release(fmt, out, rev=rev, repo=repo, category=category)
+        result = export_release(fmt, out, rev=rev, repo=repo, category=category, force=force)
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
