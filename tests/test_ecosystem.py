@@ -277,6 +277,13 @@ def release_records(release: Path) -> list[dict]:
 
 
 @pytest.mark.e2e
+def test_dvc_repro_of_the_sample_warns_of_no_empty_file(built):
+    # files with no review or dedup decisions are one blank line, not empty (DVC warns of those)
+    _, repro = built
+    assert "is empty" not in repro.stdout + repro.stderr
+
+
+@pytest.mark.e2e
 def test_built_release_loads_with_datasets(built, hf):
     repo, _ = built
     datasets, cache = hf

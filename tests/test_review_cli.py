@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from cqia.cli import cli
 from cqia.dedup import KeysBuilder, decide
-from cqia.fileio import dumps_line, open_write, read_jsonl
+from cqia.fileio import EMPTY_JSONL, dumps_line, open_write, read_jsonl
 from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
 from cqia.params import load_category, load_yaml
 from conftest import release_lineage
@@ -90,7 +90,7 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     (tmp_path / "data" / "reviews").mkdir(parents=True)
     for name in ("100poison", "human_value", "zhihu"):
-        (tmp_path / "data" / "reviews" / f"{name}.jsonl").write_bytes(b"")
+        (tmp_path / "data" / "reviews" / f"{name}.jsonl").write_bytes(EMPTY_JSONL)   # as the repository's
     build_stage(tmp_path, "human_value", orjson.dumps(HUMAN_VALUE, option=orjson.OPT_INDENT_2),
                 "human_value_alignment_instructions_part1.json", array=True)
     build_stage(tmp_path, "zhihu", b"".join(dumps_line(r) for r in ZHIHU), "train.jsonl", array=False)
@@ -169,7 +169,7 @@ def test_records_dedup_drops_are_not_pending_and_take_no_decision(workdir: Path)
     assert (result.exit_code, result.output) == (1, (
         f"error: sheet.csv:3: id '{dropped}' was dropped by dedup as a duplicate of {first}, so a decision on "
         "it would not be used. Remove the row\n"))
-    assert (workdir / "data/reviews/zhihu.jsonl").read_bytes() == b""                 # nothing written
+    assert (workdir / "data/reviews/zhihu.jsonl").read_bytes() == EMPTY_JSONL         # nothing written
 
 
 def test_dedup_drops_name_the_record_kept():
@@ -220,7 +220,7 @@ def test_import_appends_decisions_and_skips_undecided_rows(workdir: Path):
     assert result.exit_code == 0, result.output
     assert result.output == ("Appended 2 decisions to data/reviews/human_value.jsonl (1 accept, 1 reject). "
                              "0 already recorded, 1 left undecided.\nRun `dvc repro` to apply them.\n")
-    lines = (workdir / "data/reviews/human_value.jsonl").read_bytes().splitlines()
+    lines = (workdir / "data/reviews/human_value.jsonl").read_bytes().splitlines()   # no blank line first
     assert [orjson.loads(line) for line in lines] == [
         {"id": pending[0], "decision": "accept", "reviewer": "li.na", "note": "", "date": "2024-05-01"},
         {"id": pending[2], "decision": "reject", "reviewer": "li.na", "note": "答案没有回答问题", "date": "2024-05-01"},

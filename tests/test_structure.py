@@ -79,6 +79,8 @@ def test_every_category_has_raw_files_reviews_and_suite():
     for cat in load_categories(PARAMS, FORMAT_NAMES):
         assert (ROOT / "expectations" / f"{cat.suite}.json").is_file(), cat.name
         assert (ROOT / "data/reviews" / f"{cat.name}.jsonl").is_file(), cat.name
+        # no decisions is one blank line (fileio.EMPTY_JSONL): DVC warns about an empty file at every run
+        assert (ROOT / "data/reviews" / f"{cat.name}.jsonl").stat().st_size, cat.name
         for raw in cat.raw:
             assert (ROOT / "data/raw" / cat.name / raw).is_file() or (ROOT / "data/raw" / f"{cat.name}.dvc").is_file()
 

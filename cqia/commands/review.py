@@ -83,7 +83,9 @@ def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
         for name, decided in plan["append"].items():
             target = states[name].reviews
             old = target.read_bytes() if target.is_file() else b""
-            if old and not old.endswith(b"\n"):
+            if not old.strip():
+                old = b""                                 # no decisions yet (fileio.EMPTY_JSONL): start the file
+            elif not old.endswith(b"\n"):
                 old += b"\n"
             with staging.open(target) as out:
                 out.write(old + reviewing.decision_lines(decided, reviewer, date))
