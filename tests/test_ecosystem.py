@@ -212,7 +212,7 @@ def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch
     (out / "dataset_info.json").write_text('{"identity": {"file_name": "identity.json"}}')
     result = run_export("--format", "alpaca", "--category", "hv", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert result.output == (f"Exported 1 records of release v0.1 (category hv) as alpaca:\n"
+    assert result.output == (f"Exported 1 record of release v0.1 (category hv) as alpaca:\n"
                              f"  {out.as_posix()}/coig_cqia_workspace_hv_alpaca.json\n"
                              f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_workspace_hv_alpaca\")\n")
     info = json.loads((out / "dataset_info.json").read_text())

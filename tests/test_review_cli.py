@@ -150,6 +150,18 @@ def test_export_lists_released_records_nobody_verified(workdir: Path):
     assert (info["pending"], info["written"]) == (1, 1)
     rows = list(read_jsonl(workdir / info["jsonl"]))
     assert [(r["instruction"], r["status"]) for r in rows] == [("三十岁转行做程序员还来得及吗？", "released")]
+    assert cqia("review", "export", "zhihu").output.startswith(
+        "Wrote 1 of 1 pending record of zhihu to out/review/zhihu.jsonl and out/review/zhihu.csv.\n")
+
+
+def test_import_counts_one_decision_as_one(workdir: Path):
+    cqia("review", "export", "zhihu")
+    rows = read_csv(workdir / "out/review/zhihu.csv")
+    rows[1][1] = "accept"
+    write_csv(workdir / "out/review/zhihu.csv", rows)
+    result = cqia("review", "import", "out/review/zhihu.csv", "--reviewer", "li.na")
+    assert result.output == ("Appended 1 decision to data/reviews/zhihu.jsonl (1 accept, 0 reject). "
+                             "0 already recorded, 0 left undecided.\nRun `dvc repro` to apply them.\n")
 
 
 def test_records_dedup_drops_are_not_pending_and_take_no_decision(workdir: Path):

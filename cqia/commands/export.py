@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.commands import OUT_DIR
+from cqia.commands import OUT_DIR, counted
 from cqia.errors import CqiaError
 from cqia.export import (CONVERTERS, DATASET_INFO, FORMATS, OVERWRITE_FIX, add_dataset_info, dataset_info_entry,
                          dataset_name)
@@ -97,6 +97,6 @@ def register(cli: click.Group) -> None:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
         scope = f"category {category}" if category else "all categories"
-        click.echo(f"Exported {result['records']} records of release {result['release']} ({scope}) as {fmt}:")
+        click.echo(f"Exported {counted(result['records'], 'record')} of release {result['release']} ({scope}) as {fmt}:")
         click.echo(f"  {result['file']}")
         click.echo(f"  {result['dataset_info']}  (dataset \"{result['dataset']}\")")

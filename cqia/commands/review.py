@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.commands import OUT_DIR
+from cqia.commands import OUT_DIR, counted
 from cqia.errors import CqiaError
 
 PARAMS = Path("params.yaml")
@@ -136,7 +136,7 @@ def register(cli: click.Group) -> None:
         if not result["written"]:
             click.echo(f"No pending records in {category}; no sheet written.")
             return
-        click.echo(f"Wrote {result['written']} of {result['pending']} pending records of {category} to "
+        click.echo(f"Wrote {result['written']} of {counted(result['pending'], 'pending record')} of {category} to "
                    f"{result['jsonl']} and {result['csv']}.")
         click.echo(f"Fill in 'decision' (accept or reject) and 'note', then run: "
                    f"cqia review import {result['csv']} --reviewer NAME")
@@ -166,7 +166,7 @@ def register(cli: click.Group) -> None:
         if not result["appended"]:
             click.echo("No new decisions.", nl=False)
         for name, info in result["appended"].items():
-            click.echo(f"Appended {info['accept'] + info['reject']} decisions to {info['file']} "
+            click.echo(f"Appended {counted(info['accept'] + info['reject'], 'decision')} to {info['file']} "
                        f"({info['accept']} accept, {info['reject']} reject).", nl=False)
         click.echo(f" {result['already_recorded']} already recorded, {result['undecided']} left undecided.")
         if result["appended"]:
