@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.errors import CqiaError
-from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, rev_label, to_alpaca, to_sharegpt
+from cqia.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label, to_alpaca,
+                         to_firefly, to_sharegpt)
 from cqia.progress import progress
 from cqia.release import dataset_card, parquet_schema
 from conftest import BIN, make_repo, release_records_bytes
@@ -56,6 +57,15 @@ def test_sharegpt_is_one_human_and_one_gpt_turn_with_the_input_after_a_newline()
     assert "system" not in to_sharegpt(RECORDS[0])  # COIG-CQIA has no system prompt
 
 
+def test_firefly_is_one_human_and_assistant_turn_with_the_id_and_source_category():
+    assert to_firefly(RECORDS[1]) == {"conversation_id": "hv-0001", "category": "hv", "conversation": [
+        {"human": "下列說法正確的是：\nA．甲\u2028B．乙", "assistant": "B，因為……"}]}
+    assert to_firefly(RECORDS[0])["conversation"][0]["human"] == RECORDS[0]["instruction"]
+    assert (file_name("firefly", "coig_cqia_v0.1_firefly"), file_name("alpaca", "coig_cqia_v0.1_alpaca")) == (
+        "coig_cqia_v0.1_firefly.jsonl", "coig_cqia_v0.1_alpaca.json")
+    assert dataset_info_entry("firefly", "x.jsonl") is None                  # LLaMA-Factory does not read it
+
+
 def test_a_record_without_output_is_named():
     bad = dict(RECORDS[0])
     del bad["output"]
@@ -78,7 +88,7 @@ def test_dataset_info_entries_are_llama_factorys():
     assert dataset_name("sharegpt", "zhihu", "v0.1") == "coig_cqia_v0.1_zhihu_sharegpt"
     with pytest.raises(CqiaError) as err:
         dataset_name("openai")
-    assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt']"
+    assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt', 'firefly']"
 
 
 def test_names_say_which_revision_was_exported():
@@ -221,6 +231,19 @@ def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch
         to_alpaca(RECORDS[1])]
 
 
+def test_export_firefly_writes_json_lines_and_no_dataset_info(tmp_path, monkeypatch):
+    write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
+    monkeypatch.chdir(tmp_path)
+    result = run_export("--format", "firefly")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("Exported 3 records of release v0.1 (all categories) as firefly:\n"
+                             "  out/export/coig_cqia_workspace_firefly.jsonl\n")
+    exported = tmp_path / "out" / "export" / "coig_cqia_workspace_firefly.jsonl"
+    assert [json.loads(line) for line in exported.read_text(encoding="utf-8").split("\n")[:-1]] == [
+        to_firefly(r) for r in RECORDS]                # one example a line; U+2028 stays inside its string
+    assert [p.name for p in exported.parent.iterdir()] == [exported.name]
+
+
 def test_export_overwrites_a_different_file_only_when_forced(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[2:]})
     monkeypatch.chdir(tmp_path)
@@ -302,12 +325,12 @@ def test_built_release_loads_with_datasets(built, hf):
 
 
 @pytest.mark.e2e
-def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp_path):
+def test_export_every_format_read_back_by_its_documented_fields(built, hf, tmp_path):
     repo, _ = built
     datasets, cache = hf
     release = release_records(repo.file("data/release"))
     out = tmp_path / "export"
-    for fmt in ("alpaca", "sharegpt"):
+    for fmt in ("alpaca", "sharegpt", "firefly"):
         proc = repo.cqia("export", "--format", fmt, "--out", str(out), "--json")
         assert proc.stderr == ""  # stderr is a pipe: no progress bar
         assert json.loads(proc.stdout)["records"] == len(release)
@@ -330,6 +353,12 @@ def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp
     assert turns == [[(tags["user_tag"], "\n".join(filter(None, (r["instruction"], r["input"])))),
                       (tags["assistant_tag"], r["output"])] for r in release]
     assert rows["id"] == [r["id"] for r in release]
+
+    firefly = read_jsonl(out / "coig_cqia_workspace_firefly.jsonl")       # as Firefly reads it: line by line
+    assert [(e["conversation_id"], e["category"], e["conversation"]) for e in firefly] == [
+        (r["id"], r["id"].rpartition("-")[0],
+         [{"human": "\n".join(filter(None, (r["instruction"], r["input"]))), "assistant": r["output"]}])
+        for r in release]
 
 
 def on_a_terminal(repo, *cmd) -> str:
