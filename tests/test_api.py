@@ -113,7 +113,7 @@ def test_export_at_a_tag(tagged, tmp_path):
                      "--out", str(tmp_path), "--json")
     result = json.loads(proc.stdout)
     assert {k: result[k] for k in ("release", "rev", "category", "records", "dataset")} == {
-        "release": "v0.1", "rev": "v0.1", "category": "zhihu", "records": 24, "dataset": "coig_cqia_zhihu_sharegpt"}
-    exported = json.loads((tmp_path / "coig_cqia_zhihu_sharegpt.json").read_text(encoding="utf-8"))
+        "release": "v0.1", "rev": "v0.1", "category": "zhihu", "records": 24, "dataset": "coig_cqia_v0.1_zhihu_sharegpt"}
+    exported = json.loads((tmp_path / "coig_cqia_v0.1_zhihu_sharegpt.json").read_text(encoding="utf-8"))
     assert exported == [to_sharegpt(r) for r in lines(expected["zhihu"])]
     assert [p.name for p in repo.file("data/release").rglob("*") if p.is_file()] == [".gitignore"] * 2

@@ -39,6 +39,7 @@ def test_add_writes_the_entry_copies_raw_files_and_creates_the_review_file(workd
                     "--like", "zhihu", "--source", "Xiaohongshu")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "Added category xhs (cqia-jsonl) to params.yaml:"
+    assert result.output.splitlines()[2] == "  reviews    data/reviews/xhs.jsonl (new, no decisions yet)"
     after = (workdir / "params.yaml").read_text(encoding="utf-8")
     assert after.startswith(before)  # comments and everything else kept byte for byte
     safe = YAML(typ="safe", pure=True)
@@ -48,7 +49,7 @@ def test_add_writes_the_entry_copies_raw_files_and_creates_the_review_file(workd
     assert xhs["format"] == "cqia-jsonl" and xhs["raw"] == ["train.jsonl"] and xhs["source"] == "Xiaohongshu"
     assert {k: xhs[k] for k in ("defaults", "rules", "normalize")} == {k: zhihu[k] for k in ("defaults", "rules", "normalize")}
     assert (workdir / "data/raw/xhs/train.jsonl").read_bytes() == (workdir / "upstream/train.jsonl").read_bytes()
-    assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == b""
+    assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == b"\n"     # no decisions; not empty, or DVC warns
 
 
 @pytest.mark.parametrize("args, message", [

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.common.text import counted
 from cqia.common.errors import CqiaError
 
 RELEASE_DIR = Path("data/release")
@@ -49,7 +50,7 @@ def render_summary(metrics: dict, release_dir: str) -> str:
         total_rej += cat["rejected"]
     rows.append(("total", str(total_raw), str(total_rel), str(total_rej), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [f"Release {metrics['version']}: {metrics['released']} records in {release_dir}/", ""]
+    lines = [f"Release {metrics['version']}: {counted(metrics['released'], 'record')} in {release_dir}/", ""]
     for i, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [row[j].rjust(widths[j]) for j in (1, 2, 3)]
         lines.append("  ".join(cells + [row[4]]).rstrip())

@@ -99,7 +99,9 @@ def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, s
     REVIEWS_DIR.mkdir(parents=True, exist_ok=True)
     created_review = not review.exists()
     if created_review:
-        review.write_bytes(b"")
+        from cqia.common.fileio import EMPTY_JSONL
+
+        review.write_bytes(EMPTY_JSONL)
     PARAMS.write_text(new_text, encoding="utf-8")
     return {"category": name, "entry": entry, "raw": [str(target / p.name) for p in raw],
             "reviews": str(review), "created_reviews": created_review}
@@ -143,5 +145,5 @@ def register(cli: click.Group) -> None:
         click.echo(f"Added category {name} ({fmt}) to {PARAMS}:")
         for path in result["raw"]:
             click.echo(f"  raw file   {path}")
-        click.echo(f"  reviews    {result['reviews']}" + (" (new, empty)" if result["created_reviews"] else ""))
+        click.echo(f"  reviews    {result['reviews']}" + (" (new, no decisions yet)" if result["created_reviews"] else ""))
         click.echo(f"Next: dvc repro   (runs category@{name}, dedup, publish@{name}, merge and report)")
