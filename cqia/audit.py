@@ -112,6 +112,18 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
     if found is None:
         raise CqiaError(f"no record with id {record_id!r} in the release at {release.label}",
                         fix="Check the id (ids look like '100poison-0123456789abcdef'); rejected records are included too")
+    result = lineage_result(found, release.version)
+    if with_releases:
+        rows = history(record_id, repo)["releases"]
+        result["releases"] = [h["rev"] for h in rows if h["state"] != "absent" and h["status"] == "released"]
+        unreadable = [h["rev"] for h in rows if h["state"] == "unreadable"]
+        if unreadable:
+            result["unreadable_releases"] = unreadable
+    return result
+
+
+def lineage_result(found: dict[str, Any], version: str) -> dict[str, Any]:
+    """What `cqia lineage --json` prints of one lineage line of release `version` (before `releases`)."""
     result = {
         "id": found["id"],
         "status": "released" if found["status"] == "released" else "rejected",
@@ -119,7 +131,7 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         "source": found["source"],
         "raw": found["raw"],
         "steps": found["steps"],
-        "release": release.version,
+        "release": version,
         **({"redacted": found["redacted"]} if found.get("redacted") else {}),
     }
     if result["status"] == "rejected":
@@ -128,12 +140,6 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         dup = next((s.get("duplicate_of") for s in found["steps"] if s.get("duplicate_of")), None)
         if dup:
             result["duplicate_of"] = dup
-    if with_releases:
-        rows = history(record_id, repo)["releases"]
-        result["releases"] = [h["rev"] for h in rows if h["state"] != "absent" and h["status"] == "released"]
-        unreadable = [h["rev"] for h in rows if h["state"] == "unreadable"]
-        if unreadable:
-            result["unreadable_releases"] = unreadable
     return result
 
 

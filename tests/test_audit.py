@@ -1,0 +1,96 @@
+"""`cqia lineage`, `history` and `diff` without a repository: how lineage steps read, what the
+commands say about ids, categories and revisions that do not exist. (tests/test_audit_e2e.py
+drives them on tagged releases with the real git and dvc.)"""
+
+import orjson
+import pytest
+
+from cqia.commands.audit import _step_line
+from cqia.records import make_id
+from cqia.review import load_decisions
+from stages.publish import dedup_step
+from test_records import ENTRY, poison_line as poison, run
+
+POISON = dict(ENTRY, rules={"min_chars": {"output": 2}, "pii": {"email": "mask", "phone": "mask"}})
+FULL = {"instruction": "新手如何开始学习编程？", "input": "", "output": "先选一门语言，每天写一点代码。",
+        "task_type": {"major": ["问答"], "minor": []}, "domain": ["科技"], "metadata": "",
+        "answer_from": "human", "human_verified": False, "copyright": "c"}
+
+
+def steps_of(lines, entry=POISON, decisions=None):
+    """The lineage steps the category core writes for `lines`, one list per raw line."""
+    return [outcome.lineage["steps"] for outcome in run(lines, entry, decisions)[1]]
+
+
+def test_the_steps_of_a_record_the_core_transforms_read_as_what_was_done():
+    [steps] = steps_of([poison("ＡＩ客服电话？", "发邮件到 zhang@example.com，或打 13812345678")])
+    assert [_step_line(step) for step in steps] == [
+        "parse      poison-mpts (jsonl): pass",
+        "map        defaults for task_type, domain, metadata, answer_from, human_verified, copyright",
+        "normalize  instruction [fullwidth_ascii]: ＡＩ客服电话？ → AI客服电话？",
+        # before and after are the same text in the published lineage (its PII is masked in both)
+        "mask       output [email, phone]: 发邮件到 [EMAIL]，或打 [PHONE]",
+        "rules      pass",
+        "schema     pass",
+    ]
+
+
+def test_a_mask_step_quotes_the_text_around_its_first_mask_token():
+    long = "这是一段很长的回答，" * 8 + "联系邮箱 zhang@example.com。"
+    [steps] = steps_of([poison("问题", long)])
+    [mask] = [step for step in steps if step["step"] == "mask"]
+    assert mask["before"] == mask["after"]
+    assert _step_line(mask) == "mask       output [email]: …这是一段很长的回答，联系邮箱 [EMAIL]。"
+
+
+def test_a_map_step_without_defaults_says_the_fields_came_from_the_raw_record():
+    raw = dict(FULL, extra_key=1)
+    entry = {"format": "cqia-jsonl", "raw": ["train.jsonl"], "rules": {"min_chars": {"output": 2}}}
+    [steps] = steps_of([orjson.dumps(raw).decode()], entry)
+    assert _step_line(steps[1]) == "map        every field from the raw record; dropped keys extra_key"
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"prompt": "问题"', "parse      poison-mpts (jsonl): reject invalid_json "),
+    ('{"prompt": "问题"}', "map        reject missing_field (field 'answer' is missing)"),
+    (poison("问题", "好"), "rules      reject too_short ("),
+], ids=["parse", "map", "rules"])
+def test_a_step_that_rejects_names_its_reason_and_detail(line, expected):
+    [steps] = steps_of([line])
+    assert _step_line(steps[-1]).startswith(expected)
+
+
+def test_review_steps_pending_accepted_and_rejected():
+    review = dict(POISON, review={"require_accept": True})
+    line = poison("问题", "回答内容")
+    [pending] = steps_of([line], review)
+    assert _step_line(pending[-1]) == "review     pending (this category releases only records a reviewer accepted)"
+    record_id = make_id("t", orjson.loads(line), "", 0)
+    log = [orjson.dumps({"id": record_id, "decision": "reject", "reviewer": "li", "date": "2024-01-02",
+                         "note": "答非所问"})]
+    [rejected] = steps_of([line], review, load_decisions(log, "r.jsonl"))
+    assert _step_line(rejected[-1]) == "review     reject by li on 2024-01-02 (答非所问)"
+    log = [orjson.dumps({"id": record_id, "decision": "accept", "reviewer": "li", "date": "2024-01-02"})]
+    [accepted] = steps_of([line], review, load_decisions(log, "r.jsonl"))
+    assert _step_line(accepted[-2]) == "review     accept by li on 2024-01-02"
+
+
+@pytest.mark.parametrize("decision, expected", [
+    (None, "dedup      pass"),
+    ({"id": "t-2", "near_duplicates": ["t-5", "t-9"]},
+     "dedup      pass; near duplicates dropped: t-5, t-9 (this one was kept: first in release order)"),
+    ({"id": "t-2", "reason": "duplicate_of:t-1", "duplicate_of": "t-1"}, "dedup      reject duplicate_of:t-1"),
+    ({"id": "t-2", "reason": "near_duplicate_of:t-1", "near_duplicate_of": "t-1", "similarity": 0.9296875,
+      "output_similarity": 0.875, "threshold": 0.8, "ngram": 5},
+     "dedup      reject near_duplicate_of:t-1 (similarity 0.93, output similarity 0.88, threshold 0.80, "
+     "n-gram size 5; the other was kept: first in release order)"),
+], ids=["pass", "kept-with-near-duplicates", "duplicate", "near-duplicate"])
+def test_dedup_steps(decision, expected):
+    step, _, _ = dedup_step(decision)
+    assert _step_line(step) == expected
+
+
+def test_a_step_of_an_unknown_shape_shows_its_keys_instead_of_failing():
+    assert _step_line({"step": "gate", "result": "pass"}) == "gate       ? suite '?': pass"
+    assert _step_line({"step": "translate", "result": "pass", "model": "x"}) == "translate  pass model=x"
+    assert _step_line({"step": "review", "decision": "accept"}) == "review     accept by ? on ?"
