@@ -41,7 +41,10 @@ class _Local:
 
 
 def _where(rev: str | None, repo: str | None, path: str = RELEASE_PATH) -> str:
-    """Where a release file is, in git's `rev:path` notation, after the repository if one was given."""
+    """Where a release file is, in git's `rev:path` notation, after the repository if one was given
+    (joined to it, for the working tree of a local repository: `../data/release` from data/)."""
+    if repo and not rev and Path(repo).is_dir():
+        return (Path(repo) / path).as_posix()
     where = f"{rev}:{path}" if rev else path
     return f"{repo} {where}" if repo else where
 

@@ -69,13 +69,17 @@ def summary(as_json: bool) -> None:
     Example:
         cqia summary
     """
-    if not RELEASE_METRICS.is_file():
-        raise CqiaError("no release built yet", where=str(RELEASE_METRICS), fix="Run `make repro` (or `dvc repro`)")
-    metrics = orjson.loads(RELEASE_METRICS.read_bytes())
+    from cqia.commands import registry_root
+
+    root = registry_root()
+    path = root / RELEASE_METRICS
+    if not path.is_file():
+        raise CqiaError("no release built yet", where=str(path), fix="Run `make repro` (or `dvc repro`)")
+    metrics = orjson.loads(path.read_bytes())
     if as_json:
         click.echo(orjson.dumps(metrics, option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(render_summary(metrics, RELEASE_DIR.as_posix()))
+        click.echo(render_summary(metrics, (root / RELEASE_DIR).as_posix()))
 
 
 def _register_commands() -> None:

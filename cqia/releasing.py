@@ -473,13 +473,6 @@ def run(cmd: list[str], cwd: Path, *, check: bool = True, input: str | None = No
     return proc
 
 
-def repo_root(cwd: Path) -> Path:
-    proc = run(["git", "rev-parse", "--show-toplevel"], cwd, check=False)
-    if proc.returncode != 0:
-        raise CqiaError("not inside a git repository", where=str(cwd), fix="Run it from a clone of the registry")
-    return Path(proc.stdout.strip())
-
-
 def git_tags(root: Path) -> list[str]:
     return run(["git", "tag", "--list"], root).stdout.split()
 

@@ -8,6 +8,7 @@ import pytest
 from cqia.commands.audit import _step_line
 from cqia.records import make_id
 from cqia.review import load_decisions
+from conftest import as_registry
 from stages.publish import dedup_step
 from test_records import ENTRY, poison_line as poison, run
 
@@ -94,3 +95,56 @@ def test_a_step_of_an_unknown_shape_shows_its_keys_instead_of_failing():
     assert _step_line({"step": "gate", "result": "pass"}) == "gate       ? suite '?': pass"
     assert _step_line({"step": "translate", "result": "pass", "model": "x"}) == "translate  pass model=x"
     assert _step_line({"step": "review", "decision": "accept"}) == "review     accept by ? on ?"
+
+
+# --------------------------------------------------------------------------- where the registry is
+
+METRICS = {"version": "v0.1", "released": 3, "categories": {
+    "t": {"raw": 4, "released": 3, "rejected": 1, "rejected_by_reason": {"too_short": 1}}}}
+
+
+def cqia(*args):
+    from click.testing import CliRunner
+
+    from cqia.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_summary_finds_the_registry_from_a_subdirectory(tmp_path, monkeypatch):
+    (as_registry(tmp_path) / "data/release").mkdir(parents=True)
+    (tmp_path / "data/release_metrics.json").write_bytes(orjson.dumps(METRICS))
+    monkeypatch.chdir(tmp_path / "data/release")
+    result = cqia("summary")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Release v0.1: 3 records in ../../data/release/"
+    assert lines[4] == "t           4         3         1  too_short 1"
+    assert lines[-1] == "Dataset card: ../../data/release/README.md"
+
+
+OUTSIDE = [
+    (("summary",), False), (("lineage", "t-0123456789abcdef"), True), (("history", "t-0123456789abcdef"), True),
+    (("diff", "v0.1", "v0.2"), True), (("export", "--format", "alpaca"), True), (("verify",), False),
+    (("release", "v0.9"), False), (("review", "export", "t"), False),
+    (("review", "import", "sheet.csv", "--reviewer", "li"), False),
+    (("category", "add", "x", "--format", "cqia-jsonl", "--raw", "x.jsonl"), False),
+]
+
+
+@pytest.mark.parametrize("args, has_repo", OUTSIDE, ids=[" ".join(a[:2]) for a, _ in OUTSIDE])
+def test_outside_a_registry_every_command_says_so_in_one_line(tmp_path, monkeypatch, args, has_repo):
+    monkeypatch.chdir(tmp_path)
+    result = cqia(*args)
+    assert result.exit_code == 1
+    assert result.output == (f"error: {tmp_path}: not inside a cqia registry (no dvc.yaml and .dvc/ here or above). "
+                             "cd into the registry's clone" + (", or pass --repo PATH" if has_repo else "") + "\n")
+
+
+def test_the_search_stops_at_another_git_repository(tmp_path, monkeypatch):
+    inner = as_registry(tmp_path) / "vendor" / "tool"
+    (inner / ".git").mkdir(parents=True)
+    monkeypatch.chdir(inner)
+    assert cqia("summary").output.startswith(f"error: {inner}: not inside a cqia registry")
+    monkeypatch.chdir(inner.parent)
+    assert cqia("summary").output == "error: ../data/release_metrics.json: no release built yet. Run `make repro` (or `dvc repro`)\n"

@@ -22,7 +22,7 @@ from cqia.errors import CqiaError
 from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
 from cqia.progress import progress
 from cqia.release import dataset_card, parquet_schema
-from conftest import BIN, make_repo, release_records_bytes
+from conftest import BIN, as_registry, make_repo, release_records_bytes
 
 
 def record(rid, instruction, output, input="", domain=None, major=None):
@@ -187,7 +187,7 @@ def run_export(*args):
 
 def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     out = tmp_path / "LLaMA-Factory" / "data"
     out.mkdir(parents=True)
     (out / "dataset_info.json").write_text('{"identity": {"file_name": "identity.json"}}')
@@ -202,7 +202,7 @@ def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch
 
 
 def test_export_errors_are_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     result = run_export("--format", "alpaca")
     assert result.exit_code == 1
     assert result.output == ("error: data/release/manifest.json: no release built in this working tree. "

@@ -6,6 +6,7 @@ import click
 import orjson
 
 from cqia import audit
+from cqia.commands import registry_root
 
 SHOW = 10
 
@@ -174,12 +175,19 @@ def render_diff(result: dict) -> str:
     return "\n".join(lines)
 
 
+REPO_HELP = "Path or git URL of the registry. Default: the registry the working directory is in."
+
+
+def _repo(repo: str | None) -> str:
+    return repo if repo is not None else str(registry_root(repo_option=True))
+
+
 def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("record_id", metavar="ID")
     @click.option("--rev", default=None, help="Git revision (tag) of the release; default: the workspace.")
     @click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def lineage(record_id: str, rev: str | None, as_json: bool, repo: str) -> None:
         """Where a record came from, what was done to it, and which releases hold it.
 
@@ -191,13 +199,13 @@ def register(cli: click.Group) -> None:
         Example:
             cqia lineage 100poison-0bcb3a9892336671 --rev v0.1
         """
-        result = audit.lineage(record_id, repo, rev)
+        result = audit.lineage(record_id, _repo(repo), rev)
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_lineage(result))
 
     @cli.command()
     @click.argument("record_id", metavar="ID")
     @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def history(record_id: str, as_json: bool, repo: str) -> None:
         """The record in every release tag: added, changed, unchanged or absent.
 
@@ -207,7 +215,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia history 100poison-0bcb3a9892336671
         """
-        result = audit.history(record_id, repo)
+        result = audit.history(record_id, _repo(repo))
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_history(result))
 
     @cli.command()
@@ -215,7 +223,7 @@ def register(cli: click.Group) -> None:
     @click.argument("rev_b")
     @click.option("--category", default=None, help="Only this source category.")
     @click.option("--json", "as_json", is_flag=True, help="Print the full diff as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def diff(rev_a: str, rev_b: str, category: str | None, as_json: bool, repo: str) -> None:
         """Added, removed and modified records between two releases, per category.
 
@@ -226,5 +234,5 @@ def register(cli: click.Group) -> None:
         Example:
             cqia diff v0.1 v0.2 --category zhihu
         """
-        result = audit.diff(rev_a, rev_b, repo, category)
+        result = audit.diff(rev_a, rev_b, _repo(repo), category)
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_diff(result))

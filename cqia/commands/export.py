@@ -27,7 +27,11 @@ def export_release(fmt: str, out: Path, rev: str | None = None, repo: str | None
                    category: str | None = None) -> dict:
     """Write `<out>/<name>.json` and add `<name>` to `<out>/dataset_info.json`; return what was written."""
     from cqia.api import Release
+    from cqia.commands import registry_root
 
+    if repo is None:
+        root = registry_root(repo_option=True)
+        repo = None if root == Path(".") else str(root)
     release = Release(rev=rev, repo=repo)
     records = release.records(category)  # checks the category before anything is written
     name = dataset_name(fmt, category)
@@ -61,7 +65,8 @@ def register(cli: click.Group) -> None:
                   help="Git tag, branch or commit to read the release at, through DVC, with no checkout. "
                        "Default: the release in the working tree.")
     @click.option("--repo", default=None,
-                  help="Path or git URL of the registry to read from. Default: the current directory.")
+                  help="Path or git URL of the registry to read from. Default: the registry the working "
+                       "directory is in.")
     @click.option("--category", default=None, help="Export one source category only. Default: every record.")
     @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
     def export(fmt: str, out: Path, rev: str | None, repo: str | None, category: str | None,

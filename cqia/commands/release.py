@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.commands import registry_root
 from cqia.errors import CqiaError
 
 
@@ -57,7 +58,7 @@ def release(version: str, remote_name: str | None) -> None:
     release_dir, metrics_path = _paths()
     where = f"release {version}"
     rel.parse_version(version, where)
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
@@ -174,7 +175,7 @@ def verify(rev: str | None, as_json: bool) -> None:
     from cqia import releasing as rel
 
     release_dir, _ = _paths()
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
     state = rel.revision_state(root, release_dir, rev) if rev else rel.workspace_state(root, release_dir)
     problems = rel.verify_state(state)
     if as_json:

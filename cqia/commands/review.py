@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.commands import registry_root
 from cqia.errors import CqiaError
 
 PARAMS = Path("params.yaml")
@@ -15,11 +16,11 @@ STAGES_DIR = Path("data/stages")
 REVIEWS_DIR = Path("data/reviews")
 
 
-def _categories():
+def _categories(root: Path):
     from cqia.formats import FORMAT_NAMES
     from cqia.params import load_categories, load_yaml
 
-    return {c.name: c for c in load_categories(load_yaml(PARAMS), FORMAT_NAMES, str(PARAMS))}
+    return {c.name: c for c in load_categories(load_yaml(root / PARAMS), FORMAT_NAMES, str(root / PARAMS))}
 
 
 def sheet_paths(out: Path | None, category: str) -> tuple[Path, Path]:
@@ -29,25 +30,26 @@ def sheet_paths(out: Path | None, category: str) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".jsonl"), stem.with_name(stem.name + ".csv")
 
 
-def export_sheet(category: str, sample: int | None, seed: int, out: Path | None) -> dict:
+def export_sheet(category: str, sample: int | None, seed: int, out: Path | None, root: Path = Path(".")) -> dict:
+    """Write the review sheet of `category` (registry at `root`) to `out` (relative to the working directory)."""
     from cqia.fileio import Staging, read_jsonl
     from cqia import reviewing
 
-    categories = _categories()
+    categories = _categories(root)
     if category not in categories:
-        raise CqiaError(f"unknown category {category!r}", where=str(PARAMS),
+        raise CqiaError(f"unknown category {category!r}", where=str(root / PARAMS),
                         fix=f"Available categories: {list(categories)}")
     if sample is not None and sample < 1:
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
-    cdir = STAGES_DIR / category
+    cdir = root / STAGES_DIR / category
     for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / "rejects.jsonl"):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
-    _, decisions = reviewing.load_reviews(category, REVIEWS_DIR)
+    _, decisions = reviewing.load_reviews(category, root / REVIEWS_DIR)
     rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
-                                  set(decisions), reviewing.Rebuilder(cat, SCHEMA), cat.raw)
+                                  set(decisions), reviewing.Rebuilder(cat, root / SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
     jsonl_path, csv_path = sheet_paths(out, category)
     if chosen:
@@ -58,19 +60,20 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
             "jsonl": jsonl_path.as_posix() if chosen else None, "csv": csv_path.as_posix() if chosen else None}
 
 
-def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
+def import_sheet(sheet: Path, reviewer: str, date: str | None, root: Path = Path(".")) -> dict:
+    """Append the decisions of `sheet` (relative to the working directory) to the registry at `root`."""
     from cqia.fileio import Staging
     from cqia import reviewing
 
     reviewer = reviewing.check_reviewer(reviewer)
     date = reviewing.check_date(date)
     rows = reviewing.read_sheet(sheet)
-    categories = _categories()
+    categories = _categories(root)
     states: dict = {}
 
     def state_of(name: str):
         if name not in states:
-            states[name] = reviewing.category_state(name, STAGES_DIR, REVIEWS_DIR)
+            states[name] = reviewing.category_state(name, root / STAGES_DIR, root / REVIEWS_DIR)
         return states[name]
 
     plan = reviewing.plan_import(rows, sheet, list(categories), state_of)
@@ -95,8 +98,8 @@ def register(cli: click.Group) -> None:
         """Review sheets: export pending records, import a reviewer's decisions.
 
         A pending record is a `review_pending` reject, or a released record that is not
-        human_verified, with no decision in data/reviews/<category>.jsonl yet. Run from
-        the repository root, after `dvc repro`.
+        human_verified, with no decision in data/reviews/<category>.jsonl yet. Run
+        anywhere in the registry, after `dvc repro`.
 
         \b
         Example:
@@ -123,7 +126,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia review export human_value --sample 20 --out review-hv
         """
-        result = export_sheet(category, sample, seed, out)
+        result = export_sheet(category, sample, seed, out, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
@@ -152,7 +155,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia review import review-human_value.csv --reviewer wang.li
         """
-        result = import_sheet(sheet, reviewer, date)
+        result = import_sheet(sheet, reviewer, date, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
