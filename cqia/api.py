@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from cqia.errors import CqiaError, ReleaseUnavailable
+from cqia.errors import CqiaError, ReleaseUnavailable, did_you_mean
 from cqia.lineage import records_path
 
 RELEASE_PATH = "data/release"  # where dvc.yaml's publish and merge stages write the release
@@ -112,8 +112,7 @@ class Release:
         from dvc.scm import CloneError, RevError, SCMError
 
         if isinstance(exc, RevError):
-            return CqiaError(f"unknown revision {self.rev!r}", where=where,
-                             fix="Pass a tag, branch or commit of the registry (`git tag` lists the releases)")
+            return unknown_revision(str(self.rev), self.repo, where)
         if isinstance(exc, (CloneError, SCMError)):
             return CqiaError("not a git repository, or it cannot be cloned", where=where,
                              fix="Pass the path or git URL of a cqia-registry repository")
@@ -126,7 +125,7 @@ class Release:
         if category not in self.categories:
             raise CqiaError(f"release {self.version} has no category {category!r}",
                             where=_where(self.rev, self.repo),
-                            fix=f"Available categories: {list(self.categories)}")
+                            fix=f"{did_you_mean(category, self.categories)}Available categories: {list(self.categories)}")
         return f"{RELEASE_PATH}/{records_path(category)}"
 
     def count(self, category: str | None = None) -> int:
@@ -150,6 +149,26 @@ class Release:
                                                                     if self.categories[c]["released"]]
         # The revision and category are checked here, at the call; the files are opened as they are read.
         return (record for path in paths for record in _read_lines(self.open(path), _where(self.rev, self.repo, path)))
+
+
+def release_tags(repo: str | Path | None = None) -> list[str]:
+    """The release tags (v<major>.<minor>[.<patch>]) of a local registry, in version order;
+    none when git cannot list them (a git URL, or a registry without git)."""
+    from cqia import releasing
+
+    if repo is not None and not Path(repo).is_dir():
+        return []
+    proc = releasing.run(["git", "tag", "--list"], Path(repo or "."), check=False)
+    found = releasing.release_tags(proc.stdout.split()) if proc.returncode == 0 else {}
+    return sorted(found, key=found.__getitem__)
+
+
+def unknown_revision(rev: str, repo: str | Path | None, where: str) -> CqiaError:
+    """The error for a revision git does not know, naming the release tags there are."""
+    tags = release_tags(repo)
+    fix = (f"{did_you_mean(rev, tags)}Release tags: {', '.join(tags)}; or pass a branch or commit" if tags else
+           "Pass a tag, branch or commit of the registry; it has no release tags (v*) yet")
+    return CqiaError(f"unknown revision {rev!r}", where=where, fix=fix)
 
 
 def _read_lines(handle, where: str) -> Iterator[dict[str, Any]]:

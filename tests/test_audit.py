@@ -148,3 +148,63 @@ def test_the_search_stops_at_another_git_repository(tmp_path, monkeypatch):
     assert cqia("summary").output.startswith(f"error: {inner}: not inside a cqia registry")
     monkeypatch.chdir(inner.parent)
     assert cqia("summary").output == "error: ../data/release_metrics.json: no release built yet. Run `make repro` (or `dvc repro`)\n"
+
+
+# --------------------------------------------------------------------------- history when tags cannot be read
+
+def stub_releases(monkeypatch, unreadable, holds=()):
+    """audit.Release replaced: tags in `unreadable` raise ReleaseUnavailable, the others hold the ids
+    in `holds` (released); the workspace has no release built."""
+    from cqia import audit
+    from cqia.errors import CqiaError, ReleaseUnavailable
+
+    class Stub:
+        def __init__(self, repo, rev):
+            if rev is None:
+                raise CqiaError("no release built in this working tree")
+            if rev in unreadable:
+                raise ReleaseUnavailable("the release is in neither the local DVC cache nor the DVC remote",
+                                         where=f"{rev}:data/release/manifest.json", fix="Run `dvc push`")
+            self.label, self.categories = rev, {"z": {}}
+
+        def entry(self, record_id):
+            return {"status": "released", "record_hash": b"h", "category": "z"} if record_id in holds else None
+
+        def close_ids(self, record_id):
+            return []
+
+    monkeypatch.setattr(audit, "Release", Stub)
+
+
+def test_history_when_no_tag_can_be_read_says_so(monkeypatch):
+    from cqia import audit
+    from cqia.errors import ReleaseUnavailable
+
+    stub_releases(monkeypatch, unreadable={"v0.1", "v0.2"})
+    with pytest.raises(ReleaseUnavailable) as caught:
+        audit.history("z-0000000000000001", tags=["v0.1", "v0.2"])
+    assert str(caught.value) == (
+        "no release tag could be read (v0.1, v0.2); the first says: v0.1:data/release/manifest.json: "
+        "the release is in neither the local DVC cache nor the DVC remote. Run `dvc push`")
+
+
+def test_history_not_in_the_tags_read_names_the_tags_not_checked(monkeypatch):
+    from cqia import audit
+    from cqia.commands.audit import render_history
+
+    stub_releases(monkeypatch, unreadable={"v0.2"})
+    result = audit.history("z-0000000000000001", tags=["v0.1", "v0.2"])
+    assert render_history(result).splitlines()[-1] == "not released in the tags read; not checked: v0.2"
+    assert render_history({"id": "z-0000000000000001", "releases": [], "first_release": None}).splitlines() == [
+        "z-0000000000000001", "never released (no release tags yet)"]
+
+
+def test_history_of_an_id_no_release_holds_is_an_error(monkeypatch):
+    from cqia import audit
+    from cqia.errors import CqiaError
+
+    stub_releases(monkeypatch, unreadable=set(), holds={"z-0000000000000001"})
+    with pytest.raises(CqiaError) as caught:
+        audit.history("z-0000000000000002", tags=["v0.1"])
+    assert str(caught.value) == ("no record with id 'z-0000000000000002' in release tags v0.1. "
+                                 "Check the id; rejected records are included too")

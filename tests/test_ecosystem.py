@@ -211,6 +211,9 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch):
     result = run_export("--format", "alpaca", "--category", "x")
     assert result.output == ("error: data/release: release v0.1 has no category 'x'. "
                              "Available categories: ['zhihu']\n")
+    result = run_export("--format", "alpaca", "--category", "zhihi")
+    assert result.output == ("error: data/release: release v0.1 has no category 'zhihi'. "
+                             "Did you mean 'zhihu'? Available categories: ['zhihu']\n")
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "dataset_info.json").write_text("{not json")
     result = run_export("--format", "sharegpt")

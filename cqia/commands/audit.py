@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import orjson
 
@@ -151,8 +153,13 @@ def render_history(result: dict) -> str:
         if row.get("error"):
             text += f" ({row['error']})"
         lines.append(text)
+    unreadable = [row["rev"] for row in result["releases"] if row["state"] == "unreadable"]
     if result["first_release"]:
         lines.append(f"first released in {result['first_release']}; last changed in {result['last_changed']}")
+    elif unreadable:
+        lines.append(f"not released in the tags read; not checked: {', '.join(unreadable)}")
+    elif not result["releases"]:
+        lines.append("never released (no release tags yet)")
     else:
         lines.append("never released")
     return "\n".join(lines)
@@ -179,7 +186,12 @@ REPO_HELP = "Path or git URL of the registry. Default: the registry the working 
 
 
 def _repo(repo: str | None) -> str:
-    return repo if repo is not None else str(registry_root(repo_option=True))
+    """--repo, or the registry the working directory is in (its absolute path from a subdirectory,
+    which messages put before git's `rev:path`)."""
+    if repo is not None:
+        return repo
+    root = registry_root(repo_option=True)
+    return "." if root == Path(".") else str(root.resolve())
 
 
 def register(cli: click.Group) -> None:

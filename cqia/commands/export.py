@@ -31,7 +31,7 @@ def export_release(fmt: str, out: Path, rev: str | None = None, repo: str | None
 
     if repo is None:
         root = registry_root(repo_option=True)
-        repo = None if root == Path(".") else str(root)
+        repo = None if root == Path(".") else str(root.resolve())
     release = Release(rev=rev, repo=repo)
     records = release.records(category)  # checks the category before anything is written
     name = dataset_name(fmt, category)
