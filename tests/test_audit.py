@@ -208,3 +208,29 @@ def test_history_of_an_id_no_release_holds_is_an_error(monkeypatch):
         audit.history("z-0000000000000002", tags=["v0.1"])
     assert str(caught.value) == ("no record with id 'z-0000000000000002' in release tags v0.1. "
                                  "Check the id; rejected records are included too")
+
+
+# --------------------------------------------------------------------------- errors under --json
+
+def test_an_error_under_json_is_one_json_object_on_stderr(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (("lineage", "t-0123456789abcdef", "--json"), ("review", "export", "t", "--json")):
+        result = cqia(*args)
+        assert result.exit_code == 1 and result.stdout == ""
+        assert orjson.loads(result.stderr) == {
+            "error": "not inside a cqia registry (no dvc.yaml and .dvc/ here or above)", "where": str(tmp_path),
+            "fix": "cd into the registry's clone" + (", or pass --repo PATH" if args[0] == "lineage" else "")}
+    monkeypatch.chdir(as_registry(tmp_path))
+    result = cqia("history", "foo", "--json")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert orjson.loads(result.stderr) == {
+        "error": "'foo' is not a record id", "where": None,
+        "fix": "An id is its source category, '-' and 16 hex digits, e.g. 'zhihu-3c6e79232441e093' "
+               "(`cqia summary` lists the categories)"}
+    assert cqia("history", "foo").stderr.startswith("error: 'foo' is not a record id. ")  # without --json: text
+
+
+def test_json_after_a_double_dash_is_an_argument():
+    from cqia.cli import wants_json
+
+    assert wants_json(["lineage", "x", "--json"]) and not wants_json(["lineage", "--", "--json"])

@@ -213,3 +213,19 @@ def test_diff_counts_exactly(tagged):
     assert out["totals"] == {"added": 0, "removed": 1, "modified": 0}
     text = tagged.cqia("diff", "v0.1", "workspace").stdout
     assert text.splitlines()[0] == "v0.1 → workspace: 2 added, 2 removed, 0 modified"
+
+
+def test_summary_of_a_tag_reads_its_committed_metrics(tagged):
+    committed = json.loads(tagged.git("show", "v0.1:data/release_metrics.json").stdout)
+    assert json.loads(tagged.cqia("summary", "--rev", "v0.1", "--json").stdout) == committed
+    text = tagged.run(str(BIN / "cqia"), "summary", "--rev", "v0.1", cwd=tagged.file("data")).stdout.splitlines()
+    assert text[0] == f"Release v0.1: {committed['released']} records in data/release/ at v0.1"
+    assert text[-1] == ("Read it without a checkout: cqia lineage ID --rev v0.1, cqia export --rev v0.1, "
+                        "cqia verify --rev v0.1")
+    assert refused(tagged, "summary", "--rev", "v0.11") == (
+        "error: v0.11:data/release_metrics.json: unknown revision 'v0.11'. Did you mean 'v0.1'? "
+        "Release tags: v0.1, v0.2, v0.3; or pass a branch or commit")
+    first = tagged.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    assert refused(tagged, "summary", "--rev", first) == (
+        f"error: {first}:data/release_metrics.json: no release at this revision. "
+        "Pass a revision that has one (`git tag` lists the releases)")
