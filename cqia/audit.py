@@ -125,8 +125,8 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
     release = Release(repo, rev)
     found = release.lineage(record_id)
     if found is None or with_releases:
-        rows, readable = _history(record_id, repo)
-        rows = rows["releases"]
+        past, readable = _history(record_id, repo)
+        rows = past["releases"]
     if found is None:
         readable[WORKSPACE] = release if release.label == WORKSPACE else _workspace(repo)
         raise _not_held(record_id, release.label, rows, readable)
