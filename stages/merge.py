@@ -34,7 +34,6 @@ from cqia.publish.card import dataset_card
 from cqia.gates.schema import RecordSchema
 
 CARD = "README.md"
-MANIFEST = "manifest.json"
 
 
 def main(argv: list[str] | None = None) -> int:

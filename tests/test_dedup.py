@@ -192,6 +192,26 @@ def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
                                     "duplicate_of": dup["duplicate_of"]}
 
 
+def test_the_text_lineage_of_every_record_of_the_sample_release_renders(built):
+    """`cqia lineage ID` (text) of each raw record of the sample release, released or rejected:
+    one numbered line per step, and a review_pending reject reads as pending."""
+    from cqia.registry.audit import lineage_result
+    from cqia.cli.audit import render_lineage
+
+    tmp, cats = built
+    seen = 0
+    for cat in cats:
+        for line in (tmp / "release/lineage" / cat / "lineage.jsonl").read_bytes().splitlines():
+            found = orjson.loads(line)
+            text = render_lineage(lineage_result(found, "v0.1"))
+            numbered = [row for row in text.splitlines() if row[:2] == "  " and row.strip()[:1].isdigit()]
+            assert len(numbered) == len(found["steps"]), text
+            if found.get("reason") == "review_pending":
+                assert numbered[-1].endswith(
+                    "review     pending (this category releases only records a reviewer accepted)"), text
+            seen += 1
+    assert seen == sum(json.loads((tmp / "publish" / f"{cat}.json").read_text())["raw"] for cat in cats)
+
 def test_a_change_to_a_later_category_leaves_the_earlier_decisions_byte_identical(built, tmp_path):
     tmp, cats = built
     copy = tmp_path / "copy"

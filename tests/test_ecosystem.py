@@ -20,11 +20,11 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.common.errors import CqiaError
-from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label, to_alpaca,
-                         to_firefly, to_sharegpt)
 from cqia.common.progress import progress
 from cqia.publish.card import dataset_card, parquet_schema
-from conftest import BIN, make_repo, release_records_bytes
+from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label,
+                                  to_alpaca, to_firefly, to_sharegpt)
+from conftest import BIN, as_registry, make_repo, release_records_bytes
 
 
 def record(rid, instruction, output, input="", domain=None, major=None):
@@ -216,7 +216,7 @@ def run_export(*args):
 
 def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     out = tmp_path / "LLaMA-Factory" / "data"
     out.mkdir(parents=True)
     (out / "dataset_info.json").write_text('{"identity": {"file_name": "identity.json"}}')
@@ -233,7 +233,7 @@ def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch
 
 def test_export_firefly_writes_json_lines_and_no_dataset_info(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     result = run_export("--format", "firefly")
     assert result.exit_code == 0, result.output
     assert result.output == ("Exported 3 records of release v0.1 (all categories) as firefly:\n"
@@ -246,7 +246,7 @@ def test_export_firefly_writes_json_lines_and_no_dataset_info(tmp_path, monkeypa
 
 def test_export_overwrites_a_different_file_only_when_forced(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[2:]})
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     assert run_export("--format", "alpaca").exit_code == 0
     exported = tmp_path / "out" / "export" / "coig_cqia_workspace_alpaca.json"
     first = exported.read_bytes()
@@ -264,7 +264,7 @@ def test_export_overwrites_a_different_file_only_when_forced(tmp_path, monkeypat
 
 
 def test_export_errors_are_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     result = run_export("--format", "alpaca")
     assert result.exit_code == 1
     assert result.output == ("error: data/release/manifest.json: no release built in this working tree. "
@@ -273,6 +273,9 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch):
     result = run_export("--format", "alpaca", "--category", "x")
     assert result.output == ("error: data/release: release v0.1 has no category 'x'. "
                              "Available categories: ['zhihu']\n")
+    result = run_export("--format", "alpaca", "--category", "zhihi")
+    assert result.output == ("error: data/release: release v0.1 has no category 'zhihi'. "
+                             "Did you mean 'zhihu'? Available categories: ['zhihu']\n")
     (tmp_path / "out" / "export").mkdir(parents=True)
     (tmp_path / "out" / "export" / "dataset_info.json").write_text("{not json")
     result = run_export("--format", "sharegpt")

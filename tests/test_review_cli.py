@@ -22,7 +22,7 @@ from cqia.common.fileio import EMPTY_JSONL, dumps_line, open_write, read_jsonl
 from cqia.ingest.formats import parse_json_array, parse_jsonl
 from cqia.common.params import load_yaml
 from cqia.ingest.config import load_checked_category
-from conftest import release_lineage
+from conftest import as_registry, release_lineage
 from cqia.ingest.judge import Processor, Source
 from cqia.ingest.decisions import load_decisions
 from cqia.registry.review_sheets import dedup_drops
@@ -96,7 +96,7 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
                 "human_value_alignment_instructions_part1.json", array=True)
     build_stage(tmp_path, "zhihu", b"".join(dumps_line(r) for r in ZHIHU), "train.jsonl", array=False)
     build_dedup(tmp_path)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     return tmp_path
 
 
@@ -245,15 +245,32 @@ def test_import_appends_decisions_and_skips_undecided_rows(workdir: Path):
     assert orjson.loads(cqia("review", "export", "human_value", "--json").output)["pending"] == 1
 
 
+def accept_in_jsonl_sheet(sheet: Path, row: int) -> tuple[str, dict]:
+    """Mark one row of a JSON Lines sheet `accept`, import the sheet, and return the id accepted."""
+    rows = list(read_jsonl(sheet))
+    rows[row]["decision"] = "accept"
+    sheet.write_bytes(b"".join(dumps_line(r) for r in rows))
+    result = cqia("review", "import", sheet.name, "--reviewer", "wang.li", "--json")
+    assert result.exit_code == 0, result.output
+    return rows[row]["id"], orjson.loads(result.output)["appended"]
+
+
 def test_import_reads_the_jsonl_sheet_too(workdir: Path):
     cqia("review", "export", "human_value", "--out", "sheet")
-    rows = list(read_jsonl(workdir / "sheet.jsonl"))
-    rows[1]["decision"] = "accept"
-    (workdir / "sheet.jsonl").write_bytes(b"".join(dumps_line(r) for r in rows))
-    result = cqia("review", "import", "sheet.jsonl", "--reviewer", "wang.li", "--json")
+    _, appended = accept_in_jsonl_sheet(workdir / "sheet.jsonl", 1)
+    assert appended == {"human_value": {"file": "data/reviews/human_value.jsonl", "accept": 1, "reject": 0}}
+
+
+def test_export_and_import_work_from_a_subdirectory(workdir: Path, monkeypatch):
+    """The registry is found above the working directory; the sheet is written and read where the user is."""
+    here = workdir / "data" / "reviews"
+    monkeypatch.chdir(here)
+    result = cqia("review", "export", "human_value", "--out", "sheet", "--json")
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.output)["appended"] == {
-        "human_value": {"file": "data/reviews/human_value.jsonl", "accept": 1, "reject": 0}}
+    assert orjson.loads(result.output)["jsonl"] == "sheet.jsonl"
+    accepted, appended = accept_in_jsonl_sheet(here / "sheet.jsonl", 0)
+    assert appended == {"human_value": {"file": "../../data/reviews/human_value.jsonl", "accept": 1, "reject": 0}}
+    assert orjson.loads((workdir / "data/reviews/human_value.jsonl").read_bytes())["id"] == accepted
 
 
 def sheet_error(workdir: Path, sheet: str, *extra: str) -> str:

@@ -35,8 +35,12 @@ def export_release(fmt: str, out: Path, rev: str | None = None, repo: str | None
 
     An existing file or description of the same name is overwritten only if it is the same, or with `force`.
     """
+    from cqia.common.layout import registry_root
     from cqia.registry.api import Release
 
+    if repo is None:
+        root = registry_root(repo_option=True)
+        repo = None if root == Path(".") else str(root.resolve())
     release = Release(rev=rev, repo=repo)
     records = release.records(category)  # checks the category before anything is written
     name = dataset_name(fmt, category, rev)
@@ -84,7 +88,8 @@ def register(cli: click.Group) -> None:
                   help="Git tag, branch or commit to read the release at, through DVC, with no checkout. "
                        "Default: the release in the working tree.")
     @click.option("--repo", default=None,
-                  help="Path or git URL of the registry to read from. Default: the current directory.")
+                  help="Path or git URL of the registry to read from. Default: the registry the working "
+                       "directory is in.")
     @click.option("--category", default=None, help="Export one source category only. Default: every record.")
     @click.option("--force", is_flag=True,
                   help="Overwrite a file or dataset_info.json entry of the same name with other content.")

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.common.text import counted
+from cqia.common.layout import registry_root
 from cqia.common.errors import CqiaError
+from cqia.common.text import counted
 
 
 def register(cli: click.Group) -> None:
@@ -58,7 +59,7 @@ def release(version: str, remote_name: str | None) -> None:
     release_dir, metrics_path = _paths()
     where = f"release {version}"
     rel.parse_version(version, where)
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
@@ -175,7 +176,7 @@ def verify(rev: str | None, as_json: bool) -> None:
     from cqia.registry import releases as rel
 
     release_dir, _ = _paths()
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
     state = rel.revision_state(root, release_dir, rev) if rev else rel.workspace_state(root, release_dir)
     problems = rel.verify_state(state)
     if as_json:

@@ -7,54 +7,52 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.common.layout import OUT_DIR
-from cqia.common.text import counted
 from cqia.common.errors import CqiaError
+from cqia.common.layout import DEDUP_DIR, OUT_DIR, PARAMS, REVIEWS_DIR, STAGES_DIR, registry_root
+from cqia.common.layout import RECORD_SCHEMA as SCHEMA
+from cqia.common.text import counted
 
-PARAMS = Path("params.yaml")
-SCHEMA = Path("schemas/record.schema.json")
-STAGES_DIR = Path("data/stages")
-REVIEWS_DIR = Path("data/reviews")
-DEDUP_DIR = Path("data/dedup")
 SHEETS_DIR = OUT_DIR / "review"
 
 
-def _categories():
+def _categories(root: Path):
     from cqia.common.params import load_yaml
     from cqia.ingest.config import load_checked_categories
 
-    return {c.name: c for c in load_checked_categories(load_yaml(PARAMS), str(PARAMS))}
+    return {c.name: c for c in load_checked_categories(load_yaml(root / PARAMS), str(root / PARAMS))}
 
 
-def sheet_paths(out: Path | None, category: str) -> tuple[Path, Path]:
-    stem = out if out is not None else SHEETS_DIR / category
+def sheet_paths(out: Path | None, category: str, root: Path = Path(".")) -> tuple[Path, Path]:
+    """`out` as given (relative to the working directory), or the registry's out/review/<category>."""
+    stem = out if out is not None else root / SHEETS_DIR / category
     if stem.suffix.lower() in (".jsonl", ".csv"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".jsonl"), stem.with_name(stem.name + ".csv")
 
 
-def export_sheet(category: str, sample: int | None, seed: int, out: Path | None) -> dict:
+def export_sheet(category: str, sample: int | None, seed: int, out: Path | None, root: Path = Path(".")) -> dict:
+    """Write the review sheet of `category` (registry at `root`) to `out` (relative to the working directory)."""
     from cqia.common.fileio import Staging, read_jsonl
     from cqia.registry import review_sheets as reviewing
 
-    categories = _categories()
+    categories = _categories(root)
     if category not in categories:
-        raise CqiaError(f"unknown category {category!r}", where=str(PARAMS),
+        raise CqiaError(f"unknown category {category!r}", where=str(root / PARAMS),
                         fix=f"Available categories: {list(categories)}")
     if sample is not None and sample < 1:
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
-    cdir = STAGES_DIR / category
+    cdir = root / STAGES_DIR / category
     for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / "rejects.jsonl"):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
-    _, decisions = reviewing.load_reviews(category, REVIEWS_DIR)
-    dropped = reviewing.load_dedup_drops(category, DEDUP_DIR)
+    _, decisions = reviewing.load_reviews(category, root / REVIEWS_DIR)
+    dropped = reviewing.load_dedup_drops(category, root / DEDUP_DIR)
     rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
-                                  set(decisions), dropped, reviewing.Rebuilder(cat, SCHEMA), cat.raw)
+                                  set(decisions), dropped, reviewing.Rebuilder(cat, root / SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
-    jsonl_path, csv_path = sheet_paths(out, category)
+    jsonl_path, csv_path = sheet_paths(out, category, root)
     if chosen:
         with Staging() as staging:
             reviewing.write_sheet(chosen, jsonl_path, csv_path, staging)
@@ -63,19 +61,20 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
             "jsonl": jsonl_path.as_posix() if chosen else None, "csv": csv_path.as_posix() if chosen else None}
 
 
-def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
+def import_sheet(sheet: Path, reviewer: str, date: str | None, root: Path = Path(".")) -> dict:
+    """Append the decisions of `sheet` (relative to the working directory) to the registry at `root`."""
     from cqia.common.fileio import Staging
     from cqia.registry import review_sheets as reviewing
 
     reviewer = reviewing.check_reviewer(reviewer)
     date = reviewing.check_date(date)
     rows = reviewing.read_sheet(sheet)
-    categories = _categories()
+    categories = _categories(root)
     states: dict = {}
 
     def state_of(name: str):
         if name not in states:
-            states[name] = reviewing.category_state(name, STAGES_DIR, REVIEWS_DIR, DEDUP_DIR)
+            states[name] = reviewing.category_state(name, root / STAGES_DIR, root / REVIEWS_DIR, root / DEDUP_DIR)
         return states[name]
 
     plan = reviewing.plan_import(rows, sheet, list(categories), state_of)
@@ -103,7 +102,7 @@ def register(cli: click.Group) -> None:
 
         A pending record is a `review_pending` reject, or a released record that is not
         human_verified, with no decision in data/reviews/<category>.jsonl yet; records that
-        dedup drops are not pending. Run from the repository root, after `dvc repro`.
+        dedup drops are not pending. Run anywhere in the registry, after `dvc repro`.
 
         \b
         Example:
@@ -130,7 +129,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia review export human_value --sample 20 --out out/review/hv-batch1
         """
-        result = export_sheet(category, sample, seed, out)
+        result = export_sheet(category, sample, seed, out, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
@@ -160,7 +159,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia review import out/review/human_value.csv --reviewer wang.li
         """
-        result = import_sheet(sheet, reviewer, date)
+        result = import_sheet(sheet, reviewer, date, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return

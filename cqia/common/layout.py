@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cqia.common.errors import CqiaError
+
 PARAMS = Path("params.yaml")
 RAW_DIR = Path("data/raw")                      # data/raw/<category>/<raw file>
 REVIEWS_DIR = Path("data/reviews")              # data/reviews/<category>.jsonl
@@ -34,3 +36,22 @@ def reviews_file(category: str) -> Path:
 
 def dedup_file(category: str) -> Path:
     return DEDUP_DIR / f"{category}.jsonl"
+
+
+def registry_root(repo_option: bool = False) -> Path:
+    """The registry the working directory is in, found the way git finds its top level.
+
+    The nearest directory, from the working directory up, that holds `dvc.yaml` and
+    `.dvc/`; the search stops at a directory that holds `.git` and is not a registry
+    (another repository). The result is relative to the working directory (`.` at the
+    top, `..` from data/), so a path joined to it names the file as the user sees it.
+    `repo_option`: the command has --repo, which the error then offers.
+    """
+    cwd = Path.cwd()
+    for up, directory in enumerate([cwd, *cwd.parents]):
+        if (directory / "dvc.yaml").is_file() and (directory / ".dvc").is_dir():
+            return Path(*[".."] * up)
+        if (directory / ".git").exists():
+            break
+    raise CqiaError("not inside a cqia registry (no dvc.yaml and .dvc/ here or above)", where=str(cwd),
+                    fix="cd into the registry's clone" + (", or pass --repo PATH" if repo_option else ""))
