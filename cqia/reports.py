@@ -11,6 +11,14 @@ metrics, so `duplicate_of` and `near_duplicate_of` are included), character leng
 `instruction` and `output` (min, percentiles, max, mean), `task_type.major` and `domain`
 breakdowns, and how many records are `human_verified`.
 
+The same plot rows also become static SVG charts (`chart_spec`, `chart_svg`), one per plot with
+every category in it, which the Data Docs index shows: `dvc plots show` draws its charts with
+Vega loaded from a CDN, so its page is blank offline; an SVG is drawn already. vl-convert
+renders the Vega-Lite spec in process (its own JavaScript engine, no browser, no network: data
+comes inline and no base URL is allowed). Its text layout does not read the system's fonts
+(measured: the same bytes with no fonts, with DejaVu, with DejaVu and Liberation), so the SVG
+is the same bytes on every machine with the same vl-convert.
+
 The report's other part, Data Docs of the gate runs, is cqia/datadocs.py.
 """
 
@@ -18,13 +26,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 LENGTH_FIELDS = ("instruction", "output")
 SUMMARY_PERCENTILES = (50, 90, 99)
 PLOT_PERCENTILES = tuple(range(0, 101, 5))
 TOP_LABELS = 10           # domains / task types listed by name in the metrics; the rest are summed as "other"
+CHART_LABELS = 20         # bars in a static chart; the rest are summed as "other"
 OTHER = "(other)"
+ALL = "all"               # the pseudo-category of every record
 
 
 def histogram_percentile(histogram: list[tuple[int, int]], p: float) -> int:
@@ -133,14 +143,76 @@ class CategoryStats:
         return rows
 
 
-# Plot name -> (columns, x, y, template): what dvc.yaml declares for data/reports/plots/<name>/.
+class Plot(NamedTuple):
+    columns: tuple[str, ...]  # of its CSV files, data/reports/plots/<name>/<category>.csv
+    x: str
+    y: str
+    template: str             # DVC's template, as dvc.yaml declares it
+    title: str                # of its static chart, data/reports/plots/<name>.svg
+
+
+# Plot name -> what dvc.yaml declares for data/reports/plots/<name>/ (and <name>.svg).
 PLOTS = {
-    "rejected_by_reason": (("reason", "records"), "records", "reason", "bar_horizontal_sorted"),
-    "task_type": (("task_type", "records"), "records", "task_type", "bar_horizontal_sorted"),
-    "domain": (("domain", "records"), "records", "domain", "bar_horizontal_sorted"),
-    "instruction_length": (("percentile", "chars"), "percentile", "chars", "linear"),
-    "output_length": (("percentile", "chars"), "percentile", "chars", "linear"),
+    "rejected_by_reason": Plot(("reason", "records"), "records", "reason", "bar_horizontal_sorted",
+                               "Rejected records by reason code"),
+    "task_type": Plot(("task_type", "records"), "records", "task_type", "bar_horizontal_sorted",
+                      "Released records by task type (task_type.major)"),
+    "domain": Plot(("domain", "records"), "records", "domain", "bar_horizontal_sorted",
+                   "Released records by domain"),
+    "instruction_length": Plot(("percentile", "chars"), "percentile", "chars", "linear",
+                               "Instruction length in characters, by percentile"),
+    "output_length": Plot(("percentile", "chars"), "percentile", "chars", "linear",
+                          "Output length in characters, by percentile"),
 }
+
+VEGA_LITE = "5.21"        # the Vega-Lite version vl-convert renders with (DVC's templates are Vega-Lite 5)
+# The charts' text is drawn by whoever shows the SVG: CJK fonts of common systems first.
+CHART_FONT = 'system-ui, "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", sans-serif'
+
+
+def chart_spec(name: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The Vega-Lite spec of plot `name`'s static chart, from its rows by category (`plot_rows`,
+    with `ALL` last). Bar plots stack the categories (ALL is their sum, so it is left out), most
+    records first, ties by label; beyond CHART_LABELS labels the rest are summed as "(other)".
+    Line plots draw one line per category and one for ALL."""
+    plot = PLOTS[name]
+    categories = [c for c in rows if c != ALL]
+    encoding: dict[str, Any] = {}
+    if plot.template == "linear":
+        series = [*categories, ALL]
+        values = [{"category": c, **row} for c in series for row in rows.get(c, [])]
+        mark: dict[str, Any] = {"type": "line", "point": True}
+        encoding["x"] = {"field": plot.x, "type": "quantitative", "title": plot.x}
+        encoding["y"] = {"field": plot.y, "type": "quantitative", "title": plot.y}
+    else:
+        series = categories
+        totals: Counter[str] = Counter()
+        for c in categories:
+            for row in rows[c]:
+                totals[row[plot.y]] += row[plot.x]
+        order = [label for label, _ in ranked(totals)]
+        shown = set(order[:CHART_LABELS])
+        per: Counter[tuple[str, str]] = Counter()
+        for c in categories:
+            for row in rows[c]:
+                per[c, row[plot.y] if row[plot.y] in shown else OTHER] += row[plot.x]
+        labels = order[:CHART_LABELS] + ([OTHER] if len(order) > CHART_LABELS else [])
+        values = [{"category": c, plot.y: label, plot.x: per[c, label]}
+                  for c in categories for label in labels if per[c, label]]
+        mark = {"type": "bar"}
+        encoding["y"] = {"field": plot.y, "type": "nominal", "sort": labels, "title": plot.y}
+        encoding["x"] = {"field": plot.x, "type": "quantitative", "title": plot.x, "stack": "zero"}
+    encoding["color"] = {"field": "category", "type": "nominal", "title": "category",
+                         "scale": {"domain": series}, "sort": series}
+    return {"title": plot.title, "width": 480, "data": {"values": values}, "mark": mark, "encoding": encoding,
+            "config": {"font": CHART_FONT}}
+
+
+def chart_svg(spec: dict[str, Any]) -> str:
+    """The chart as SVG text, rendered offline by vl-convert (no base URL is allowed for data)."""
+    import vl_convert
+
+    return vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE, allowed_base_urls=[])
 
 
 def ranked(counter: Counter[str]) -> list[tuple[str, int]]:
