@@ -20,11 +20,24 @@ import pytest
 from click.testing import CliRunner
 
 from cqia.common.errors import CqiaError
+from cqia.common.params import load_yaml
+from cqia.common.pii_kinds import LABELS as PII_LABELS
+from cqia.common.pii_kinds import MASKS as PII_MASKS
+from cqia.common.pii_kinds import PII_FIELDS
 from cqia.common.progress import progress
-from cqia.publish.card import dataset_card, parquet_schema
+from cqia.publish.card import PiiLegend, dataset_card, features, parquet_schema
 from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label,
                                   to_alpaca, to_firefly, to_sharegpt)
-from conftest import BIN, as_registry, make_repo, release_records_bytes
+from conftest import BIN, ROOT, as_registry, make_repo, release_records_bytes
+
+SCHEMA = orjson.loads((ROOT / "schemas/record.schema.json").read_bytes())
+LEGEND = PiiLegend(PII_FIELDS, PII_LABELS, PII_MASKS)
+# The metadata keys of a Hugging Face dataset card, as the Hub documents them (hub-docs, datasetcard.md).
+HUB_CARD_KEYS = {"language", "license", "license_name", "license_link", "license_details", "tags",
+                 "annotations_creators", "language_creators", "language_details", "pretty_name", "size_categories",
+                 "source_datasets", "task_categories", "task_ids", "paperswithcode_id", "configs", "dataset_info",
+                 "extra_gated_fields", "extra_gated_prompt", "train-eval-index"}
+DATASET_INFO_KEYS = {"config_name", "features", "splits", "download_size", "dataset_size"}
 
 
 def record(rid, instruction, output, input="", domain=None, major=None):
@@ -164,6 +177,118 @@ def hf(tmp_path_factory):
         yield datasets, str(home / "datasets")
 
 
+def card_category(name: str, **fields) -> dict:
+    """One category as merge hands it to the card."""
+    return {"name": name, "raw": 10, "released": 8, "rejected": 2, "rejected_by_reason": {"duplicate_of": 2},
+            "source": "", "source_dataset": "", "construction": "", "license": "apache-2.0", "license_terms": "",
+            "copyright": "", "pii": {}, "num_bytes": 1000, "parquet_bytes": 900, **fields}
+
+
+def card_header(card: str) -> dict:
+    """The card's YAML header, parsed as the Hub and `datasets` parse it (safe YAML)."""
+    from ruamel.yaml import YAML
+
+    assert card.startswith("---\n")
+    head, sep, _ = card[4:].partition("\n---\n")
+    assert sep, "the header has no closing ---"
+    return YAML(typ="safe", pure=True).load(head)
+
+
+def test_card_header_has_the_hubs_keys_features_from_the_schema_and_split_sizes():
+    cats = [card_category("poison", released=39, num_bytes=25116, parquet_bytes=20438, source_dataset="100PoisonMpts"),
+            card_category("hv", released=24, num_bytes=11568, parquet_bytes=11418, source_dataset="BAAI/COIG"),
+            card_category("empty", released=0, num_bytes=0, parquet_bytes=500, source_dataset="BAAI/COIG")]
+    header = card_header(dataset_card({"version": "v0.2"}, cats, RECORDS[0], SCHEMA, LEGEND))
+    assert set(header) <= HUB_CARD_KEYS, set(header) - HUB_CARD_KEYS
+    assert header["source_datasets"] == ["100PoisonMpts", "BAAI/COIG"]
+    assert header["license"] == "apache-2.0"                          # one licence: the id, not a list
+    assert [c["config_name"] for c in header["configs"]] == ["all", "poison", "hv"]   # "empty" has no records
+    info = {i["config_name"]: i for i in header["dataset_info"]}
+    assert list(info) == ["all", "poison", "hv"]
+    for i in info.values():
+        assert set(i) == DATASET_INFO_KEYS
+        assert [f["name"] for f in i["features"]] == list(SCHEMA["properties"])   # every field, schema order
+    assert info["poison"]["splits"] == [{"name": "train", "num_bytes": 25116, "num_examples": 39}]
+    assert (info["poison"]["download_size"], info["poison"]["dataset_size"]) == (20438, 25116)
+    assert info["all"]["splits"] == [{"name": "train", "num_bytes": 25116 + 11568, "num_examples": 39 + 24}]
+    assert info["all"]["download_size"] == 20438 + 11418
+    features_of = {f["name"]: f for f in info["all"]["features"]}
+    assert features_of["task_type"] == {"name": "task_type", "struct": [{"name": "major", "sequence": "string"},
+                                                                         {"name": "minor", "sequence": "string"}]}
+    assert features_of["human_verified"] == {"name": "human_verified", "dtype": "bool"}
+    assert features_of["answer_from"] == {"name": "answer_from", "dtype": "string"}  # an enum of strings
+
+
+def test_card_features_and_fields_follow_the_schema():
+    schema = json.loads(json.dumps(SCHEMA))
+    schema["properties"]["score"] = {"description": "A reviewer's score.", "type": "integer"}
+    card = dataset_card({"version": "v0.1"}, [card_category("c")], None, schema, LEGEND)
+    assert card_header(card)["dataset_info"][0]["features"][-1] == {"name": "score", "dtype": "int64"}
+    assert "| `score` | `integer` | A reviewer's score. |" in card
+    assert "| `answer_from` | `string` | Who wrote the answer. One of `human`, `llm`, `expert`. |" in card
+    with pytest.raises(CqiaError) as err:
+        features({"properties": {"x": {"type": ["string", "null"]}}})
+    assert str(err.value) == ("schemas/record.schema.json: /properties/x: type ['string', 'null'] has no Hugging Face "
+                              "feature type. Give the property one JSON type (string, boolean, integer, number, array, "
+                              "object)")
+
+
+def test_card_states_each_categorys_licence():
+    cats = [card_category("poison", license="apache-2.0", copyright="100PoisonMpts, Apache-2.0"),
+            card_category("zhihu", license="other", license_terms="作者授权，仅供研究使用", copyright="作者授权，仅供研究使用"),
+            card_category("misc", license="unknown")]
+    card = dataset_card({"version": "v0.1"}, cats, None, SCHEMA, LEGEND)
+    assert card_header(card)["license"] == ["apache-2.0", "other", "unknown"]
+    assert "| poison | `apache-2.0` | the `apache-2.0` licence | 100PoisonMpts, Apache-2.0 |" in card
+    assert "| zhihu | `other` | 作者授权，仅供研究使用 | 作者授权，仅供研究使用 |" in card
+    assert "| misc | `unknown` | not stated in the registry's params.yaml | - |" in card
+    assert "cc-by-nc-4.0" not in card
+
+
+def test_card_describes_the_pii_rules_of_each_category():
+    cats = [card_category("poison", pii={"email": "mask", "phone": "mask", "id_card": "reject", "qq": "mask"},
+                          rejected_by_reason={"pii": 3}),
+            card_category("plain", pii={"email": "mask"})]
+    card = dataset_card({"version": "v0.1"}, cats, None, SCHEMA, LEGEND)
+    section = card.split("## Personal and Sensitive Information\n", 1)[1].split("\n## ", 1)[0]
+    assert ("| poison | an e-mail address → `[EMAIL]`; a phone number → `[PHONE]`; a QQ number → `[QQ]` | a 身份证号 "
+            "| - | 3 |") in section
+    assert "| plain | an e-mail address → `[EMAIL]` | - | a 身份证号, a phone number, a QQ number | 0 |" in section
+    assert "`instruction`, `input`, `output`, `metadata`, `copyright` are searched" in section
+
+
+def test_card_summarises_the_filtering():
+    cats = [card_category("a", raw=10, released=6, rejected=4,
+                          rejected_by_reason={"duplicate_of": 1, "near_duplicate_of": 2, "too_short": 1}),
+            card_category("b", raw=5, released=4, rejected=1, rejected_by_reason={"near_duplicate_of": 1})]
+    neardup = {"enabled": True, "ngram": 5, "threshold": 0.8, "near_duplicates": 3, "clusters": 2}
+    card = dataset_card({"version": "v0.1"}, cats, None, SCHEMA, LEGEND, neardup)
+    assert "| a | 10 | 6 | 4 | `duplicate_of` 1, `near_duplicate_of` 2, `too_short` 1 |" in card
+    assert "| **total** | 15 | 10 | 5 | `duplicate_of` 1, `near_duplicate_of` 3, `too_short` 1 |" in card
+    assert "1 rejected as `duplicate_of`." in card
+    assert ("Near duplicates (MinHash LSH over character 5-grams of instruction, input and output; estimated Jaccard "
+            "similarity at least 0.8 for the whole record and for the output): 3 rejected as `near_duplicate_of`, "
+            "in 2 clusters.") in card
+    off = dataset_card({"version": "v0.1"}, cats, None, SCHEMA, LEGEND, dict(neardup, enabled=False))
+    assert "Near-duplicate detection was off for this release." in off
+    assert "`git show v0.1`" in card                                 # the changelog is the tag's message
+
+
+def test_merge_refuses_a_release_wide_licence(tmp_path):
+    from stages import merge
+
+    params = tmp_path / "params.yaml"
+    params.write_text("release: {version: v0.1, license: cc-by-nc-4.0}\ncategories: {}\n", encoding="utf-8")
+    out = {k: str(tmp_path / k) for k in ("publish", "lineage", "manifest.json", "README.md", "metrics.json")}
+    with pytest.raises(CqiaError) as err:
+        merge.main(["--params", str(params), "--publish-dir", out["publish"], "--lineage-dir", out["lineage"],
+                    "--schema", str(ROOT / "schemas/record.schema.json"),
+                    "--suite", str(ROOT / "expectations/release.json"), "--manifest", out["manifest.json"],
+                    "--card", out["README.md"], "--metrics", out["metrics.json"]])
+    assert str(err.value) == (f"{params}: release.license: the licence is per source category. Remove it and set "
+                              "categories.<name>.license (and license_terms for `other`)")
+
+
 def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
     """A release directory as publish and merge lay it out: Parquet + JSON Lines per category, the card."""
     import pyarrow as pa
@@ -176,9 +301,11 @@ def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
         pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema()), root / name / "train.parquet")
         (root / name / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         full += records
-    summary = [{"name": n, "released": len(r), "source": "", "construction": ""} for n, r in categories.items()]
-    (root / "README.md").write_text(dataset_card({"version": "v0.1"}, summary, full[0] if full else None),
-                                    encoding="utf-8")
+    summary = [card_category(n, released=len(r), num_bytes=pq.read_table(root / n / "train.parquet").nbytes,
+                             parquet_bytes=(root / n / "train.parquet").stat().st_size)
+               for n, r in categories.items()]
+    (root / "README.md").write_text(dataset_card({"version": "v0.1"}, summary, full[0] if full else None, SCHEMA,
+                                                 LEGEND), encoding="utf-8")
     manifest = {"version": "v0.1", "released": len(full),
                 "categories": {n: {"released": len(r)} for n, r in categories.items()}}
     (root / "manifest.json").write_bytes(orjson.dumps(manifest))
@@ -197,11 +324,25 @@ def test_card_configs_load_with_datasets_with_typed_columns(hf, tmp_path):
     # a category with no released record has no config (datasets cannot load an empty file)
     with pytest.raises(ValueError, match="pending"):
         datasets.load_dataset(str(release), "pending", cache_dir=cache)
+    # the card's features, read by datasets' own parser, are the Parquet files' types, and its split
+    # sizes are what datasets counts (it checks num_examples itself while loading)
+    from huggingface_hub import DatasetCard
+
+    infos = datasets.info.DatasetInfosDict.from_dataset_card_data(
+        DatasetCard((release / "README.md").read_text(encoding="utf-8")).data)
+    assert sorted(infos) == ["all", "poison", "zhihu"]
+    for config, loaded in (("all", full), ("zhihu", zhihu)):
+        assert infos[config].features == datasets.Features.from_arrow_schema(parquet_schema()) == loaded.features
+        assert infos[config].splits["train"].num_examples == loaded.num_rows
+    assert infos["zhihu"].splits["train"].num_bytes == zhihu.info.splits["train"].num_bytes
+    # `all` adds up its files' sizes; datasets measures them joined, where the bits of a boolean
+    # column share a byte: one byte apart per file boundary at most
+    assert 0 <= infos["all"].splits["train"].num_bytes - full.info.splits["train"].num_bytes <= 1
 
 
 def test_card_refuses_a_category_named_all():
     with pytest.raises(CqiaError) as err:
-        dataset_card({"version": "v0.1"}, [{"name": "all", "released": 1}], None)
+        dataset_card({"version": "v0.1"}, [card_category("all")], None, SCHEMA, LEGEND)
     assert str(err.value) == ("params.yaml: categories.all: category name 'all' clashes with the dataset card's "
                               "config of every record. Rename the category")
 
@@ -325,6 +466,26 @@ def test_built_release_loads_with_datasets(built, hf):
                                     cache_dir=cache)["train"]
     assert sorted(parquet["id"]) == sorted(full["id"])
     assert parquet.features == full.features
+    # the card's split sizes are what datasets counts (num_examples it checks while loading)
+    from huggingface_hub import DatasetCard
+
+    infos = datasets.info.DatasetInfosDict.from_dataset_card_data(
+        DatasetCard((release / "README.md").read_text(encoding="utf-8")).data)
+    for name, cat in manifest["categories"].items():
+        loaded = datasets.load_dataset(str(release), name, cache_dir=cache)["train"]
+        assert infos[name].splits["train"].num_bytes == loaded.info.splits["train"].num_bytes
+        assert infos[name].splits["train"].num_examples == cat["released"]
+    assert 0 <= infos["all"].splits["train"].num_bytes - full.info.splits["train"].num_bytes < len(manifest["categories"])
+    assert infos["all"].splits["train"].num_examples == manifest["released"]
+    assert infos["all"].features == full.features
+    # the licence of every category agrees with the copyright of its records
+    for c in card_header((release / "README.md").read_text(encoding="utf-8"))["license"]:
+        assert c in ("apache-2.0", "other")
+    params = load_yaml(repo.file("params.yaml"))["categories"]
+    for name in manifest["categories"]:
+        licence = params[name]["license"]
+        for r in read_jsonl(release / name / "train.jsonl"):
+            assert licence == "other" or licence in r["copyright"].lower(), (name, r["id"], r["copyright"])
 
 
 @pytest.mark.e2e
