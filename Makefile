@@ -20,7 +20,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check --quiet .
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -n auto --dist loadfile -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile -m unit $(PYTEST_ARGS)
 
 # The benchmark (bench/run.py, BENCHMARKS.md): `make bench` at 10k records takes about a minute;
 # `make bench N=1000000` is the 1M run (about 2 GB raw, 30 GB of scratch in bench/out/).

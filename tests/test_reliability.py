@@ -25,6 +25,8 @@ from cqia.common.fileio import read_jsonl
 from stages.category import main
 from tests.conftest import lineage_errors
 
+pytestmark = pytest.mark.process  # the real stage entry, with its Great Expectations gate
+
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "bad_inputs"
 RULES = {"min_chars": {"instruction": 2, "output": 10}, "max_chars": {"instruction": 2000, "output": 8000},

@@ -120,6 +120,7 @@ def test_every_expectation_suite_is_hand_written_json_without_generated_ids():
         assert '"ge_cloud_id"' not in text and '"notes"' in text, path.name
 
 
+@pytest.mark.process
 def test_what_commands_write_by_default_is_git_ignored():
     """`cqia review export`, `cqia export` and `dvc plots show` write, by default, where git does not
     look: otherwise the next `cqia release` refuses the dirty tree."""
