@@ -59,7 +59,7 @@ def add_entry_text(text: str, name: str, entry: dict[str, Any], where: str = str
 
 def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, suite: str,
                  source: str, construction: str) -> dict[str, Any]:
-    from cqia.common.params import check_name, load_yaml
+    from cqia.common.params import check_name, load_yaml, rule_defaults
     from cqia.ingest.config import checked_category
 
     check_name(name, str(PARAMS))
@@ -77,7 +77,7 @@ def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, s
             raise CqiaError(f"unknown category {like!r} for --like", where=str(PARAMS),
                             fix=f"Available categories: {list(categories)}")
         entry.update({k: v for k, v in categories[like].items() if k in COPIED_KEYS})
-    checked_category(name, entry, str(PARAMS))  # same checks as the stage
+    checked_category(name, entry, str(PARAMS), rule_defaults(params, str(PARAMS)))  # same checks as the stage
     if not (Path("expectations") / f"{suite}.json").is_file():
         raise CqiaError(f"suite {suite!r} not found", where=f"expectations/{suite}.json",
                         fix="Use --suite default, or write the suite first")
