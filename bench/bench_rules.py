@@ -7,12 +7,12 @@
 
 Records: `--source generate` (default) writes `--records` synthetic raw records
 with bench/generate.py (seed 0) and reads its cqia-jsonl categories;
-`--source eval` reads tests/quality/records.jsonl (or `--eval FILE`)
+`--source eval` reads tests/quality/records.yaml (or `--eval FILE`)
 `--replicate` times; `--source sample` reads data/raw/zhihu/train.jsonl.
 Each record is judged with one category's rules (`--category`, default
 zhihu) as the category stage does: the rules that read the raw text
-(`RuleSet.before_normalise`), normalisation (the category's chain), then the
-rules on the normalised record (`RuleSet.check`). PII masking is not timed
+(`RuleSet.before_normalise`), normalisation (the category's chain), then, if
+those passed, the rules on the normalised record (`RuleSet.check`). PII masking is not timed
 (unchanged, and measured in README "Speed"). Prints the minimum over `--runs`
 runs of the rules step (before_normalise + check) and of normalisation, per
 record, in CPU time of this process (`time.process_time`: other processes on a
@@ -50,7 +50,12 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def records(source: str, count: int, eval_file: Path, replicate: int) -> list[dict]:
     if source == "eval":
-        return read_jsonl(eval_file) * replicate
+        from ruamel.yaml import YAML
+
+        entries = YAML(typ="safe", pure=True).load(eval_file.read_text(encoding="utf-8"))
+        return [{"instruction": e["instruction"], "input": e.get("input", ""), "output": e["output"],
+                 "task_type": e.get("task_type", {"major": ["问答"], "minor": ["知乎问答"]})}
+                for e in entries] * replicate
     if source == "sample":
         return read_jsonl(ROOT / "data/raw/zhihu/train.jsonl") * replicate
     from bench.generate import generate
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", choices=("generate", "eval", "sample"), default="generate")
     ap.add_argument("--records", type=int, default=10_000, help="records bench/generate.py writes (default 10000)")
-    ap.add_argument("--eval", type=Path, default=ROOT / "tests/quality/records.jsonl")
+    ap.add_argument("--eval", type=Path, default=ROOT / "tests/quality/records.yaml")
     ap.add_argument("--replicate", type=int, default=1, help="read --source eval or sample this many times over")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--category", default="zhihu")
@@ -97,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     def time_rules() -> float:
         start = time.process_time()
         for raw, rec in zip(raws, normed):
-            rules.before_normalise(raw)
-            rules.check(rec)
+            if not rules.before_normalise(raw):     # as the stage: the first reject ends the record
+                rules.check(rec)
         return time.process_time() - start
 
     def time_normalize() -> float:

@@ -345,6 +345,8 @@ class RuleSet:
                 raise CqiaError("must be a mapping", where=at)
             _check_keys(override, OVERRIDABLE, at, per_task_type=True)
             self.by_task_type[str(name)] = _limits(override, at, self.base)
+        self._rank = {name: rank for rank, name in enumerate(self.by_task_type)}       # params order: first wins
+        self._ranked = list(self.by_task_type.values())
 
     # --- the three phases -------------------------------------------------------
 
@@ -397,14 +399,16 @@ class RuleSet:
         if self.by_task_type:
             task_type = rec.get("task_type")
             if isinstance(task_type, dict):
-                names = set()
+                first = None
                 for key in ("major", "minor"):
                     value = task_type.get(key)
                     if isinstance(value, list):
-                        names.update(v for v in value if isinstance(v, str))
-                for name, limits in self.by_task_type.items():
-                    if name in names:
-                        return limits
+                        for name in value:
+                            rank = self._rank.get(name) if isinstance(name, str) else None
+                            if rank is not None and (first is None or rank < first):
+                                first = rank
+                if first is not None:
+                    return self._ranked[first]
         return self.base
 
     def check(self, rec: dict[str, Any]) -> Verdict:
@@ -504,14 +508,10 @@ def prose(text: str) -> str:
 
 
 def _cjk_ratio(field: str, value: str, low: float) -> Verdict:
-    foreign = len(_FOREIGN.findall(value))
-    if not foreign:
-        return None
     text = prose(value)
-    if text is not value:
-        foreign = len(_FOREIGN.findall(text))
-        if not foreign:
-            return None                         # the other scripts were all code or maths
+    foreign = len(_FOREIGN.findall(text))
+    if not foreign:
+        return None                             # no other script, or only in code and maths
     if low < 1:
         # han / (han + foreign) >= low  <=>  han >= low * foreign / (1 - low): stop counting there
         enough = math.ceil(low * foreign / (1 - low) - 1e-9)
@@ -531,38 +531,30 @@ def _repeated_lines(field: str, value: str, limits: Limits) -> Verdict:
     """Gopher's repetition fractions over a field's non-blank lines: the lines that repeat an earlier
     line, and the characters in them. A line with fewer than `dup_line_min_chars` letters or digits
     (a heading such as "👉🏻做法：", a list marker, an emoji separator) never counts as a repeat."""
-    lines = [line for line in map(str.strip, value.split("\n")) if line]
+    lines = list(filter(None, map(str.strip, value.split("\n"))))
     if len(set(lines)) == len(lines):
         return None                             # no line repeats: the common case
-    seen: set[str] = set()
-    short: dict[str, bool] = {}
     repeats: Counter[str] = Counter()
-    dup_chars = 0
-    for line in lines:
-        if line not in seen:
-            seen.add(line)
-            continue
-        if line not in short:
-            short[line] = len(_NOT_WORD.sub("", line)) < limits.dup_line_min_chars
-        if not short[line]:
-            repeats[line] += 1
-            dup_chars += len(line)
+    for line, n in Counter(lines).items():
+        if n > 1 and len(_NOT_WORD.sub("", line)) >= limits.dup_line_min_chars:
+            repeats[line] = n - 1
     if not repeats:
         return None
     dup = sum(repeats.values())
+    dup_chars = sum(len(line) * n for line, n in repeats.items())
+    chars = sum(map(len, lines))
+    most, most_chars = limits.max_dup_line_frac, limits.max_dup_line_char_frac
+    if most is not None and dup > most * len(lines):
+        measured = f"{dup} of its {len(lines)} lines ({dup / len(lines):.0%}) repeat an earlier line"
+        knob = f"max_dup_line_frac is {most}"
+    elif most_chars is not None and dup_chars > most_chars * chars:
+        measured = f"{dup_chars} of its {chars} characters ({dup_chars / chars:.0%}) are in lines that repeat an earlier line"
+        knob = f"max_dup_line_char_frac is {most_chars}"
+    else:
+        return None
     line, n = repeats.most_common(1)[0]
     shown = line if len(line) <= 20 else line[:20] + "…"
-    example = f"{shown!r} {n + 1} times"
-    most = limits.max_dup_line_frac
-    if most is not None and dup > most * len(lines):
-        return ("repeated_lines", f"{field}: {dup} of its {len(lines)} lines ({dup / len(lines):.0%}) repeat an "
-                f"earlier line ({example}), max_dup_line_frac is {most}")
-    most = limits.max_dup_line_char_frac
-    chars = sum(map(len, lines))
-    if most is not None and dup_chars > most * chars:
-        return ("repeated_lines", f"{field}: {dup_chars} of its {chars} characters ({dup_chars / chars:.0%}) are "
-                f"in lines that repeat an earlier line ({example}), max_dup_line_char_frac is {most}")
-    return None
+    return "repeated_lines", f"{field}: {measured} ({shown!r} {n + 1} times), {knob}"
 
 
 def check(rec: dict[str, Any], cfg: dict[str, Any]) -> Verdict:
