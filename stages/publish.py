@@ -33,8 +33,8 @@ import orjson
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
-from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, final_line,
-                          lineage_path, records_path)
+from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, dedup_pass_step,
+                                 dedup_reject_step, final_line, lineage_path, records_path)
 from cqia.common.progress import progress
 from cqia.publish.card import parquet_schema
 from cqia.publish.stats import CategoryStats
@@ -52,16 +52,11 @@ def load_decisions(path: Path) -> dict[str, dict[str, Any]]:
 def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | None, str]:
     """The lineage step of the dedup decision, the reject reason (None: released) and its detail."""
     if decision is None or "reason" not in decision:
-        step: dict[str, Any] = {"step": "dedup", "result": "pass"}
-        if decision and decision.get("near_duplicates"):
-            step["near_duplicates"] = decision["near_duplicates"]
-            step["kept_because"] = "first in release order"
-        return step, None, ""
-    step = {"step": "dedup", "result": "reject", **{k: v for k, v in decision.items() if k != "id"}}
+        return dedup_pass_step(decision and decision.get("near_duplicates")), None, ""
+    step = dedup_reject_step(decision)
     if "duplicate_of" in decision:
         return step, decision["reason"], f"same instruction, input and output as {decision['duplicate_of']}"
     kept = decision["near_duplicate_of"]
-    step["kept_because"] = "first in release order"
     return step, decision["reason"], (
         f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
         f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output, "

@@ -56,6 +56,7 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
+from cqia.common.lineage import edit_step
 from cqia.ingest import pii
 from cqia.common.errors import CqiaError
 
@@ -390,7 +391,7 @@ class RuleSet:
                 return steps, ("pii", f"{field} contains {pii.LABELS[found.kind]} at character {found.start + 1} "
                                f"(pii.{found.kind} is reject)")
             if masked:
-                steps.append({"step": "mask", "field": field, "rules": masked, "before": value, "after": new})
+                steps.append(edit_step("mask", field, masked, value, new))
                 rec[field] = new
         return steps, None
 
