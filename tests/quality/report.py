@@ -2,6 +2,7 @@
 
     python -m tests.quality.report                     # this tree's rules and params.yaml
     python -m tests.quality.report --misses            # and every record that got the wrong decision
+    python -m tests.quality.report --details           # and every reject's detail
     PYTHONPATH=../old python tests/quality/report.py --params ../old/params.yaml
                                                        # another revision's rules, the same records
 """
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--category", default="zhihu", help="whose rules judge the records (default zhihu)")
     ap.add_argument("--misses", action="store_true", help="list the records that got the wrong decision")
+    ap.add_argument("--details", action="store_true", help="list every reject with its reason code and detail")
     args = ap.parse_args(argv)
 
     from cqia.common.params import load_yaml
@@ -37,15 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(verdicts)} records of tests/quality/records.yaml, judged with categories.{args.category} "
           f"of {args.params}")
     print()
-    print(f"| {'decision':<26} | labelled | got | right | precision | recall |")
-    print(f"|{'-' * 28}|---------:|----:|------:|----------:|-------:|")
-    for s in scores(verdicts):
-        name = s.label if s.label == KEEP else f"`{s.label}`"
-        print(f"| {name:<26} | {s.support:8} | {s.predicted:3} | {s.correct:5} | {fmt(s.precision):>9} | "
+    table = scores(verdicts)
+    names = [s.label if s.label == KEEP else f"`{s.label}`" for s in table]
+    width = max(map(len, names + ["decision"]))
+    print(f"| {'decision':<{width}} | labelled | got | right | precision | recall |")
+    print(f"|{'-' * (width + 2)}|---------:|----:|------:|----------:|-------:|")
+    for name, s in zip(names, table):
+        print(f"| {name:<{width}} | {s.support:8} | {s.predicted:3} | {s.correct:5} | {fmt(s.precision):>9} | "
               f"{fmt(s.recall):>6} |")
     wrong = [v for v in verdicts if v.label != v.got]
     print()
     print(f"{len(verdicts) - len(wrong)} of {len(verdicts)} decisions right")
+    if args.details:
+        for v in verdicts:
+            if v.got != KEEP:
+                print(f"  {v.id}  {v.got}: {v.detail}")
     if args.misses:
         for v in wrong:
             print(f"  {v.id}: labelled {v.label}, got {v.got}" + (f" ({v.detail})" if v.detail else ""))
