@@ -91,12 +91,12 @@ ECHO_MAX_TIMES = 4
 # follows pandoc's rule (no space inside the dollars, no digit after the closing one), so "$5 和 $10"
 # stays prose.
 _CODE_OR_MATHS = re.compile(
-    r"```.*?(?:```|\Z)"                                     # fenced code
-    r"|`[^`\n]+`"                                           # inline code
-    r"|\$\$.+?\$\$"                                         # display maths
-    r"|\\\[.+?\\\]|\\\(.+?\\\)"                             # \[ ... \], \( ... \)
-    r"|\\begin\{([A-Za-z]+\*?)\}.*?\\end\{\1\}"              # an environment without dollars
-    r"|\$(?![\s$])(?:[^$\\\n]|\\.)+?(?<![\s\\])\$(?!\d)",      # inline maths
+    r"```.*?(?:```|\Z)"                                 # fenced code
+    r"|`[^`\n]+`"                                       # inline code
+    r"|\$\$.+?\$\$"                                     # display maths
+    r"|\\\[.+?\\\]|\\\(.+?\\\)"                         # \[ ... \], \( ... \)
+    r"|\\begin\{([A-Za-z]+\*?)\}.*?\\end\{\1\}"          # an environment without dollars
+    r"|\$(?![\s$])(?:[^$\\\n]|\\.)+?(?<![\s\\])\$(?!\d)",  # inline maths
     re.S)
 
 
