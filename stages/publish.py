@@ -75,6 +75,14 @@ def parquet_batch(lines: list[bytes], pschema):
     return pj.read_json(io.BytesIO(b"".join(lines)), read_options=blocks, parse_options=options).select(pschema.names)
 
 
+def write_batch(parquet, lines: list[bytes], pschema) -> int:
+    """Write released record lines to the Parquet file; return their size as Arrow data (what
+    `datasets` counts as a split's num_bytes when it reads the file)."""
+    table = parquet_batch(lines, pschema)
+    parquet.write_table(table)
+    return table.nbytes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.publish", __doc__, ("--category", "--accepted", "--accepted-lineage", "--rejects",
                                                  "--category-metrics", "--dedup", "--schema", "--suite", "--out",
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     pschema = parquet_schema()
     GX_SCHEMA = pa.schema([("id", pa.string()), ("status", pa.string()), ("reason", pa.string())])
     released = 0
+    arrow_bytes = 0          # the released records as Arrow data: the split's num_bytes in the dataset card
     dropped: Counter[str] = Counter()
     near_kept = 0
     example = None
@@ -136,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                 records_out.write(line)
                 batch.append(line)
                 if len(batch) >= BATCH:
-                    parquet.write_table(parquet_batch(batch, pschema))
+                    arrow_bytes += write_batch(parquet, batch, pschema)
                     batch = []
                 lineage_out.write_line(final, rid, name, True, None, record_at)
             if batch:
-                parquet.write_table(parquet_batch(batch, pschema))
+                arrow_bytes += write_batch(parquet, batch, pschema)
             for entry in read_jsonl(args.rejects):
                 lineage_out.write(entry)
         if decisions:
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             files[relpath] = {"sha256": file_digest(path, "sha256"), "bytes": path.stat().st_size}
         summary = {"category": name, "raw": cmetrics["raw"], "accepted": cmetrics["accepted"],
-                   "released": released, "rejected": sum(rejected.values()),
+                   "released": released, "num_bytes": arrow_bytes, "rejected": sum(rejected.values()),
                    "rejected_by_reason": dict(sorted(rejected.items())),
                    "near_duplicate_clusters": near_kept,
                    "raw_inputs": {file: info["md5"] for file, info in cmetrics["files"].items()},

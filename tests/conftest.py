@@ -63,6 +63,15 @@ def release_records_bytes(release: Path) -> bytes:
     return b"".join((release / name / "train.jsonl").read_bytes() for name in manifest["categories"])
 
 
+def as_registry(path: Path) -> Path:
+    """Make `path` a directory the CLI takes for a registry (`dvc.yaml` and `.dvc/`), for fast
+    tests that chdir into a hand-made tree; returns `path`."""
+    (path / ".dvc").mkdir(parents=True, exist_ok=True)
+    if not (path / "dvc.yaml").exists():
+        (path / "dvc.yaml").write_text("stages: {}\n")
+    return path
+
+
 def isolated_env(tmp: Path) -> dict[str, str]:
     """Environment for dvc/git subprocesses: no analytics, caches and configs inside tmp."""
     # HOME too: the committed default remote lives under ~, keep it inside the test.
