@@ -37,7 +37,7 @@ def add_category_xhs(repo: Repo) -> None:
     repo.file("data/reviews/xhs.jsonl").write_bytes(b"")
 
     def change(p):
-        p["categories"]["zhihu"]["rules"]["min_chars"]["output"] = 170  # a rule change
+        p["categories"]["zhihu"]["rules"]["min_chars"] = {"output": 170}  # a rule change, over rule_defaults
         p["categories"]["xhs"] = {"format": "cqia-jsonl", "raw": ["train.jsonl"], "suite": "default",
                                   "source": "Xiaohongshu"}
     edit_params(repo, change)

@@ -58,7 +58,7 @@ def add_entry_text(text: str, name: str, entry: dict[str, Any], where: str = str
 def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, suite: str,
                  source: str, construction: str, root: Path = Path(".")) -> dict[str, Any]:
     """Add category `name` to the registry at `root`; `raw` paths are relative to the working directory."""
-    from cqia.common.params import check_name, load_yaml
+    from cqia.common.params import check_name, load_yaml, rule_defaults
     from cqia.ingest.config import checked_category
 
     params_path = root / PARAMS
@@ -77,7 +77,7 @@ def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, s
             raise CqiaError(f"unknown category {like!r} for --like", where=str(params_path),
                             fix=f"Available categories: {list(categories)}")
         entry.update({k: v for k, v in categories[like].items() if k in COPIED_KEYS})
-    checked_category(name, entry, str(params_path))  # same checks as the stage
+    checked_category(name, entry, str(params_path), rule_defaults(params, str(params_path)))  # as the stage
     suite_path = root / "expectations" / f"{suite}.json"
     if not suite_path.is_file():
         raise CqiaError(f"suite {suite!r} not found", where=suite_path.as_posix(),
