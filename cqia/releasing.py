@@ -15,7 +15,7 @@ import posixpath
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -322,11 +322,51 @@ def mismatched_files(problems: list[Mismatch]) -> list[str]:
     return sorted({p.path for p in problems if p.path})
 
 
+def holds(out: LockOut, path: str) -> bool:
+    """Whether dvc.lock's output `out` is, or contains, the release file `path`."""
+    return not out.path or path == out.path or path.startswith(f"{out.path}/")
+
+
 def stages_of(paths: list[str], outs: list[LockOut]) -> list[str]:
-    """The stages whose outputs hold `paths` (all of the release's stages when none is found), sorted."""
-    found = {out.stage for path in paths for out in outs
-             if path == out.path or path.startswith(f"{out.path}/") or not out.path}
-    return sorted(found or {out.stage for out in outs})
+    """The stages whose outputs hold `paths` (all of the release's stages when `paths` is empty), sorted."""
+    if not paths:
+        return sorted({out.stage for out in outs})
+    return sorted({out.stage for path in paths for out in outs if holds(out, path)})
+
+
+def split_stale(outs: list[LockOut], stages: Iterable[str]) -> tuple[list[LockOut], list[LockOut]]:
+    """dvc.lock's outputs of stages in dvc.yaml, and those of stages dvc.yaml no longer has.
+
+    DVC keeps a stage's entry in dvc.lock after the stage is gone (a category removed from
+    params.yaml by hand leaves `category@<name>` and `publish@<name>` there).
+    """
+    names = set(stages)
+    return [out for out in outs if out.stage in names], [out for out in outs if out.stage not in names]
+
+
+def removed_categories(stages: Iterable[str]) -> list[str]:
+    """The categories of per-category stages (`<stage>@<category>`) among `stages`, sorted."""
+    return sorted({stage.split("@", 1)[1] for stage in stages if "@" in stage})
+
+
+def remedy(paths: list[str], outs: list[LockOut], stale: list[LockOut], restore: str) -> str:
+    """What puts the release files `paths` right, as a clause for the person to act on (lower case).
+
+    Outputs of stages in dvc.yaml: `restore` with `{stages}` filled in. Files only a stage gone
+    from dvc.yaml wrote: `cqia category remove <name>` (what a category removed from params.yaml
+    left). Files no stage wrote: delete them. Never a stage that dvc.yaml does not have.
+    """
+    live = stages_of(paths, outs)
+    unheld = [p for p in paths if not any(holds(out, p) for out in outs)]
+    gone = removed_categories(out.stage for p in unheld for out in stale if holds(out, p))
+    orphans = [p for p in unheld if not any(holds(out, p) for out in stale)]
+    advice = [restore.format(stages=" ".join(live))] if live else []
+    advice += [f"run `cqia category remove {name}` (category {name} is gone from params.yaml; "
+               f"it deletes what the category left)" for name in gone]
+    if orphans:
+        advice.append(f"delete {name_some(orphans)} (no stage in dvc.yaml writes "
+                      f"{'it' if len(orphans) == 1 else 'them'}), then run `dvc repro`")
+    return "; ".join(advice)
 
 
 def gate_failure(lines: list[str]) -> str:
@@ -516,17 +556,25 @@ def open_dvc(root: Path):
         raise CqiaError(f"not a DVC repository ({exc})", where=str(root), fix="Run `dvc init`") from None
 
 
-def dvc_outs(repo) -> list[tuple[str, bool]]:
-    """(path relative to the root, cached?) of every stage output."""
+def pipeline(repo) -> list:
+    """The stages of dvc.yaml (foreach stages one per item: `publish@zhihu`)."""
     from dvc.exceptions import DvcException
 
     try:
-        stages = list(repo.index.stages)
+        return list(repo.index.stages)
     except DvcException as exc:
         raise CqiaError(f"DVC cannot read the pipeline ({exc})", where="dvc.yaml",
                         fix="Fix it (`dvc status` shows the same error)") from None
+
+
+def stage_names(repo) -> set[str]:
+    return {stage.name for stage in pipeline(repo)}
+
+
+def dvc_outs(repo) -> list[tuple[str, bool]]:
+    """(path relative to the root, cached?) of every stage output."""
     return [(Path(out.fs_path).relative_to(repo.root_dir).as_posix(), bool(out.use_cache))
-            for stage in stages for out in stage.outs]
+            for stage in pipeline(repo) for out in stage.outs]
 
 
 def remotes(repo) -> tuple[dict[str, str], str | None]:
@@ -571,6 +619,7 @@ class ReleaseState:
     manifest: Any
     outs: list[LockOut]             # dvc.lock's outputs in the release directory, with listings where known
     notes: list[Mismatch]
+    stale: list[LockOut] = field(default_factory=list)  # dvc.lock's outputs of stages dvc.yaml no longer has
 
 
 def parse_manifest(raw: bytes | None) -> tuple[Any, list[Mismatch]]:
@@ -600,9 +649,10 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     manifest_path = directory / MANIFEST
     manifest, notes = parse_manifest(manifest_path.read_bytes() if manifest_path.is_file() else None)
     with open_dvc(root) as repo:
+        outs, stale = split_stale(outs, stage_names(repo))
         outs = [replace(out, listing=read_listing(repo, out.md5)) if out.is_dir else out for out in outs]
     version = manifest.get("version") if isinstance(manifest, dict) else None
-    return ReleaseState(release_dir, version, files, manifest, outs, notes)
+    return ReleaseState(release_dir, version, files, manifest, outs, notes, stale)
 
 
 def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:

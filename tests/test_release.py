@@ -152,6 +152,24 @@ def test_lock_outs_are_the_outputs_in_the_release_directory():
     assert rel.stages_of([], rel.lock_outs(LOCK, "data/release")) == ["merge", "publish@zhihu"]
 
 
+def test_advice_names_only_stages_dvc_yaml_has():
+    # douban was removed from params.yaml by hand: DVC keeps its entries in dvc.lock
+    lock = {"stages": {**LOCK["stages"], "publish@douban": {"outs": [
+        {"path": "data/release/douban", "md5": "89ab.dir"}, {"path": "data/release/lineage/douban", "md5": "cdef.dir"}]}}}
+    outs, stale = rel.split_stale(rel.lock_outs(lock, "data/release"), ["category@zhihu", "publish@zhihu", "merge"])
+    assert [out.stage for out in outs] == ["merge", "publish@zhihu", "merge", "publish@zhihu"]
+    assert [out.path for out in stale] == ["douban", "lineage/douban"]
+    restore = "restore the release with `dvc checkout --force {stages}`"
+    assert rel.remedy(["zhihu/train.jsonl"], outs, stale, restore) == \
+        "restore the release with `dvc checkout --force publish@zhihu`"
+    assert rel.remedy(["douban/train.jsonl", "lineage/douban/index.parquet"], outs, stale, restore) == \
+        "run `cqia category remove douban` (category douban is gone from params.yaml; it deletes what the category left)"
+    assert rel.remedy(["stray.txt", "zhihu/train.jsonl"], outs, stale, restore) == \
+        ("restore the release with `dvc checkout --force publish@zhihu`; "
+         "delete stray.txt (no stage in dvc.yaml writes it), then run `dvc repro`")
+    assert rel.remedy([], outs, stale, restore) == "restore the release with `dvc checkout --force merge publish@zhihu`"
+
+
 def test_lock_outs_errors():
     with pytest.raises(CqiaError) as err:
         rel.lock_outs(LOCK, "data/elsewhere")

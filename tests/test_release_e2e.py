@@ -314,3 +314,37 @@ def test_s3_round_trip_and_an_endpoint_down_during_push(registry):
         assert clone.run(str(BIN / "python"), "-c", code, registry.url, cwd=tmp).stdout == "v0.3\n"
     finally:
         s3.stop()
+
+
+def test_a_category_removed_by_hand_is_cleaned_up_by_category_remove(registry):
+    repo = registry.repo
+    head = repo.git("rev-parse", "HEAD").stdout.strip()
+    try:
+        edit_params(repo, lambda p: p["categories"].pop("xhs"))
+        repo.git("commit", "-q", "-am", "drop xhs by hand")
+        repo.dvc("repro", "-q")
+        bad = repo.cqia("verify", check=False)
+        assert bad.returncode == 1
+        assert bad.stderr == (  # never `dvc checkout --force publish@xhs`: dvc.yaml has no such stage now
+            "error: data/release: 4 files do not match release v0.3 (lineage/xhs/index.parquet, "
+            "lineage/xhs/lineage.jsonl, xhs/train.jsonl and 1 more). Run `cqia category remove xhs` (category xhs "
+            "is gone from params.yaml; it deletes what the category left)\n")
+
+        out = repo.cqia("category", "remove", "xhs").stdout
+        assert out.splitlines()[1:4] == ["  removed      data/raw/xhs/ (git rm)",
+                                         "  removed      data/reviews/xhs.jsonl (git rm)",
+                                         "  removed      data/stages/xhs/ (6 files, git rm)"]
+        assert "categories.xhs" not in out  # the entry was gone already
+        repro = repo.dvc("repro")
+        assert sorted(l.split("'")[1] for l in repro.stdout.splitlines() if l.startswith("Running stage")) == \
+            ["dedup", "merge", "report"]
+        assert repo.cqia("verify").stdout.startswith("data/release: release v0.3, ")
+        assert repo.dvc("status", "-q", check=False).returncode == 0
+        assert sorted(p.relative_to(repo.path).as_posix() for p in repo.path.glob("data/**/*xhs*")) == []
+        assert "xhs" not in repo.file("dvc.lock").read_text()
+        repo.git("commit", "-q", "-am", "Remove category xhs")
+        assert repo.git("status", "--porcelain").stdout == ""
+    finally:
+        repo.git("reset", "-q", "--hard", head)
+        repo.dvc("checkout", "-q", "--force")
+    assert repo.cqia("verify").returncode == 0

@@ -133,8 +133,9 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
             _progress(line)
         raise CqiaError(f"the built release does not match its manifest or dvc.lock "
                         f"({rel.name_some(rel.mismatched_files(problems)) or release_dir})", where=where,
-                        fix=f"Nothing was pushed, committed or tagged; run `dvc repro --force "
-                            f"{' '.join(rel.stages_of(rel.mismatched_files(problems), state.outs))}`, then {again}")
+                        fix="Nothing was pushed, committed or tagged; " + rel.remedy(
+                            rel.mismatched_files(problems), state.outs, state.stale,
+                            "run `dvc repro --force {stages}`") + f", then {again}")
     if state.version != version:
         raise CqiaError(f"{release_dir}/{rel.MANIFEST} says version {state.version!r}, not {version!r}",
                         where=where, fix="Check that the merge stage reads `release.version` from params.yaml")
@@ -186,10 +187,11 @@ def verify(rev: str | None, as_json: bool) -> None:
     if problems:
         files = rel.mismatched_files(problems)
         count = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "the directory"
-        fix = (f"Restore the release with `dvc checkout --force {' '.join(rel.stages_of(files, state.outs))}`"
+        fix = (rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
                if not rev else
-               "The copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
+               "the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
                "revision and push it again")
+        fix = fix[:1].upper() + fix[1:]
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)
     if not as_json:
