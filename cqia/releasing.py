@@ -489,11 +489,17 @@ def _changes(cats: dict[str, Any], prev: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- git and DVC
 
 
+UNAWAITED_WARNING = "ignore:coroutine:RuntimeWarning"  # a -W filter: the message starts with "coroutine"
+
+
 def tool_env() -> dict[str, str]:
     """The environment for `git` and `dvc`: this Python's bin directory first on PATH,
     so `dvc` and the stages' `python` are the ones installed with cqia."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # `dvc push` to S3 can end with "RuntimeWarning: coroutine 'S3FileSystem._exists' was never
+    # awaited" (s3fs's pending calls when one fails): noise after the real error, for nobody to act on.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UNAWAITED_WARNING]))
     return env
 
 
@@ -518,6 +524,108 @@ def repo_root(cwd: Path) -> Path:
     if proc.returncode != 0:
         raise CqiaError("not inside a git repository", where=str(cwd), fix="Run it from a clone of the registry")
     return Path(proc.stdout.strip())
+
+
+def current_branch(root: Path) -> str | None:
+    """The branch HEAD is on, or None when HEAD is detached."""
+    proc = run(["git", "symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def lock_stages(root: Path) -> set[str]:
+    """The names of the stages dvc.lock has entries for (none when there is no dvc.lock)."""
+    from ruamel.yaml import YAML
+
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return set()
+    lock = _load_yaml(path.read_text(encoding="utf-8"), LOCK_FILE, YAML(typ="safe", pure=True))
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return set(stages) if isinstance(stages, dict) else set()
+
+
+REMOTE_TIMEOUT = 15.0   # seconds the remote check may take in all (S3: 5 s per connection or read)
+
+
+def check_remote(repo, name: str, where: str, timeout: float = REMOTE_TIMEOUT) -> None:
+    """Refuse, in one line, a DVC remote that `dvc push` could not write to.
+
+    A directory remote: the directory, or the nearest parent that exists, must be a writable
+    directory. Any other remote: one cheap call through DVC's own filesystem for it (does the
+    remote's path exist; on S3, when it does not yet, does its bucket), within `timeout`, so
+    that missing credentials, an unreachable endpoint or a missing bucket are found before
+    anything is built rather than after.
+    """
+    import warnings
+
+    from dvc.fs import get_cloud_fs
+
+    cls, config, path = get_cloud_fs(repo.config, name=name)
+    label = f"DVC remote '{name}' ({repo.config['remote'][name].get('url', path)})"
+    other = "or choose another remote with --remote NAME (`dvc remote list`)"
+    if cls.protocol == "local":
+        _check_directory(Path(path), label, where, other)
+        return
+    if cls.protocol == "s3":
+        config = {"connect_timeout": timeout / 3, "read_timeout": timeout / 3, **config}
+    # s3fs can leave coroutines un-awaited when a call fails; their warning would follow our error
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    try:
+        fs = cls(**config)
+        if cls.protocol == "s3":  # botocore retries a refused connection 4 times with backoff (12 s); once is enough
+            fs.fs_args.setdefault("config_kwargs", {}).setdefault("retries", {"max_attempts": 2})
+        found = _within(timeout, lambda: fs.exists(path))
+        bucket = path.split("/")[0]
+        if not found and cls.protocol == "s3" and not _within(timeout, lambda: fs.exists(bucket)):
+            raise CqiaError(f"{label}: bucket '{bucket}' does not exist, or these credentials cannot see it",
+                            where=where, fix=f"Create it, or set the remote's url (`dvc remote modify {name} url "
+                                             f"s3://BUCKET/PATH`), {other}")
+    except CqiaError:
+        raise
+    except TimeoutError:
+        raise CqiaError(f"{label} did not answer within {timeout:g} s", where=where,
+                        fix=f"Check its endpoint and the network, {other}") from None
+    except Exception as exc:  # each filesystem has its own errors; the class names the kind
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        reason = str(exc).strip() or type(exc).__name__
+        if "NoCredentialsError" in kinds:
+            raise CqiaError(f"{label} has no credentials ({reason})", where=where,
+                            fix=f"Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `dvc remote modify --local "
+                                f"{name} access_key_id ...` and `... secret_access_key ...`, {other}") from None
+        raise CqiaError(f"{label} cannot be reached ({reason})", where=where,
+                        fix=f"Check its endpoint, credentials and the network, {other}") from None
+
+
+def _check_directory(path: Path, label: str, where: str, other: str) -> None:
+    existing = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise CqiaError(f"{label} cannot be created: {existing} is not a directory", where=where,
+                        fix=f"Move that file away, {other}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CqiaError(f"{label} cannot be written: you may not write in {existing}", where=where,
+                        fix=f"Fix its permissions, {other}")
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """call(), or TimeoutError when it has not returned after `seconds` (it is left to finish on its own)."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def git_tags(root: Path) -> list[str]:

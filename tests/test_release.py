@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -383,3 +388,63 @@ def test_verify_outside_a_repository(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["verify"])
     assert result.exit_code == 1
     assert result.stderr == f"error: {tmp_path}: not inside a git repository. Run it from a clone of the registry\n"
+
+
+# --------------------------------------------------------------------------- the remote, before anything is built
+
+OTHER = "or choose another remote with --remote NAME (`dvc remote list`)"
+
+
+def remote_repo(url: str):
+    """What check_remote reads of a DVC repository: its config."""
+    return SimpleNamespace(config={"remote": {"store": {"url": url}}, "core": {"remote": "store"}})
+
+
+def test_a_directory_remote_is_refused_when_it_cannot_be_created(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo(str(tmp_path / "afile/dvc-store")), "store", "release v0.3")
+    assert str(err.value) == (f"release v0.3: DVC remote 'store' ({tmp_path}/afile/dvc-store) cannot be created: "
+                              f"{tmp_path}/afile is not a directory. Move that file away, {OTHER}")
+    rel.check_remote(remote_repo(str(tmp_path / "new/dir/dvc-store")), "store", "release v0.3")  # creatable
+    assert not (tmp_path / "new").exists()  # and the check created nothing
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_directory_remote_is_refused_when_it_is_not_writable(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo(str(tmp_path / "ro/dvc-store")), "store", "release v0.3")
+    assert str(err.value) == (f"release v0.3: DVC remote 'store' ({tmp_path}/ro/dvc-store) cannot be written: "
+                              f"you may not write in {tmp_path}/ro. Fix its permissions, {OTHER}")
+
+
+def test_a_remote_that_does_not_answer_is_refused_after_the_timeout(monkeypatch):
+    import dvc.fs
+
+    class Silent:  # a remote filesystem whose calls never return
+        protocol = "silent"
+
+        def __init__(self, **config):
+            pass
+
+        def exists(self, path):
+            time.sleep(30)
+
+    monkeypatch.setattr(dvc.fs, "get_cloud_fs", lambda config, name: (Silent, {}, "bucket/path"))
+    started = time.monotonic()
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo("silent://bucket/path"), "store", "release v0.3", timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert str(err.value) == ("release v0.3: DVC remote 'store' (silent://bucket/path) did not answer within 0.5 s. "
+                              f"Check its endpoint and the network, {OTHER}")
+
+
+def test_dvc_runs_without_the_unawaited_coroutine_warning():
+    # what `dvc push` to S3 printed after its error when s3fs left calls pending
+    code = "import asyncio\nasync def exists(): pass\nexists()\n"
+    noisy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": ""})
+    assert "was never awaited" in noisy.stderr
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rel.tool_env())
+    assert quiet.stderr == ""

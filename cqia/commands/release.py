@@ -41,11 +41,13 @@ def release(version: str, remote_name: str | None) -> None:
     tag whose message counts the records per category and what changed since
     the previous release. It prints the tag message and what to push.
 
-    Refuses with a one-line reason, before touching anything, when VERSION is
-    not v<major>.<minor>[.<patch>], when a tag already names it, when the
-    working tree has uncommitted changes or when the remote is unknown. When
-    a gate or the push fails it commits and tags nothing; the build stays in
-    the workspace and running the same command again resumes.
+    Refuses with a one-line reason, before building anything, when VERSION is
+    not v<major>.<minor>[.<patch>], when a tag already names it, when HEAD is
+    not on a branch, when the working tree has uncommitted changes, when
+    dvc.lock still has the stages of a category removed from params.yaml, or
+    when the remote is unknown, unreachable, without credentials or not
+    writable. When a gate or the push fails it commits and tags nothing; the
+    build stays in the workspace and running the same command again resumes.
 
     \b
     Example:
@@ -58,6 +60,11 @@ def release(version: str, remote_name: str | None) -> None:
     where = f"release {version}"
     rel.parse_version(version, where)
     root = rel.repo_root(Path.cwd())
+    if rel.current_branch(root) is None:
+        head = rel.run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
+        raise CqiaError(f"HEAD is detached at {head}, so the release commit and its tag would be on no branch",
+                        where=where, fix="Switch to the branch to release from (`git switch <branch>`), "
+                                         "or make one at this commit (`git switch -c <branch>`)")
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
@@ -69,26 +76,11 @@ def release(version: str, remote_name: str | None) -> None:
     with rel.open_dvc(root) as repo:
         build = rel.build_files(rel.dvc_outs(repo))
         urls, default = rel.remotes(repo)
+        stages = rel.stage_names(repo)
+        name = _preflight(rel, repo, root, where, version, build, urls, remote_name or default, stages)
 
     params_path = root / rel.PARAMS_FILE
     old_params = params_path.read_text(encoding="utf-8")
-    head_params = rel.git_show(root, "HEAD", rel.PARAMS_FILE)
-    version_only = head_params is not None and rel.params_differ_only_in_version(
-        head_params.decode("utf-8"), old_params)
-    dirty = rel.uncommitted_changes(rel.changed_paths(root), build, version_only)
-    if dirty:
-        raise CqiaError(f"the working tree has uncommitted changes: {rel.name_some(dirty)}", where=where,
-                        fix="Commit or discard them; a release is built from committed files only")
-
-    name = remote_name or default
-    if not name:
-        raise CqiaError("no DVC remote to push to", where=where,
-                        fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
-    if name not in urls:
-        known = ", ".join(sorted(urls)) or "none"
-        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
-                        fix=f"Available remotes: {known} (`dvc remote list`)")
-
     new_params = rel.set_version_text(old_params, version)
     if new_params != old_params:
         params_path.write_text(new_params, encoding="utf-8")
@@ -117,6 +109,35 @@ def release(version: str, remote_name: str | None) -> None:
         click.echo(f"Remote '{name}' is a directory on this machine; to share the data beyond it, also "
                    + (f"`dvc push -r {shared[0]}`" if shared else "push to a remote others can reach")
                    + " (README: Cutting a release).")
+
+
+def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dict[str, str], name: str | None,
+               stages: set[str]) -> str:
+    """Every refusal that needs no build, in one line each; the remote to push to."""
+    params_text = (root / rel.PARAMS_FILE).read_text(encoding="utf-8")
+    head_params = rel.git_show(root, "HEAD", rel.PARAMS_FILE)
+    version_only = head_params is not None and rel.params_differ_only_in_version(
+        head_params.decode("utf-8"), params_text)
+    dirty = rel.uncommitted_changes(rel.changed_paths(root), build, version_only)
+    if dirty:
+        raise CqiaError(f"the working tree has uncommitted changes: {rel.name_some(dirty)}", where=where,
+                        fix="Commit or discard them; a release is built from committed files only")
+    if not name:
+        raise CqiaError("no DVC remote to push to", where=where,
+                        fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
+    if name not in urls:
+        known = ", ".join(sorted(urls)) or "none"
+        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
+                        fix=f"Available remotes: {known} (`dvc remote list`)")
+    stale = sorted(rel.lock_stages(root) - stages)
+    gone = rel.removed_categories(stale)
+    if gone:
+        runs = " and ".join(f"`cqia category remove {category}`" for category in gone)
+        raise CqiaError(f"dvc.lock still has stages of {'categories' if len(gone) > 1 else 'category'} "
+                        f"{', '.join(gone)}, no longer in params.yaml ({rel.name_some(stale)})", where=where,
+                        fix=f"Run {runs}, commit, and run `cqia release {version}` again")
+    rel.check_remote(repo, name, where)
+    return name
 
 
 def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str):
