@@ -51,6 +51,26 @@ def test_add_writes_the_entry_copies_raw_files_and_creates_the_review_file(workd
     assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == b""
 
 
+def test_add_without_like_takes_the_first_categorys_rules_and_says_so(workdir):
+    result = invoke("category", "add", "xhs", "--format", "cqia-jsonl", "--raw", "upstream/train.jsonl")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[3] == ("  settings   rules and normalize of 100poison, the first category "
+                                             "(--like NAME copies another's; edit them in params.yaml)")
+    new = YAML(typ="safe", pure=True).load((workdir / "params.yaml").read_text(encoding="utf-8"))["categories"]
+    assert {k: new["xhs"].get(k) for k in ("rules", "normalize", "defaults", "review")} == \
+        {"rules": new["100poison"]["rules"], "normalize": new["100poison"]["normalize"], "defaults": None, "review": None}
+
+
+def test_a_category_without_rules_is_said_to_have_none(workdir):
+    (workdir / "params.yaml").write_text("categories:\n  plain:\n    format: cqia-jsonl\n    raw: [train.jsonl]\n")
+    result = invoke("category", "add", "xhs", "--format", "cqia-jsonl", "--raw", "upstream/train.jsonl")
+    assert result.output.splitlines()[3:] == [
+        "  settings   none of plain, the first category (--like NAME copies another's; edit them in params.yaml)",
+        "  rules      none: only the schema and the suite judge its records (add `rules:` under categories.xhs "
+        "in params.yaml)",
+        "Next: dvc repro   (runs category@xhs, dedup, publish@xhs, merge and report)"]
+
+
 @pytest.mark.parametrize("args, message", [
     (("zhihu", "--format", "cqia-jsonl", "--raw", "upstream/train.jsonl"),
      "error: params.yaml: categories.zhihu: category 'zhihu' already exists. Choose another name, or edit its entry"),

@@ -375,11 +375,21 @@ def test_a_category_removed_by_hand_is_cleaned_up_by_category_remove(registry):
         assert "xhs" not in repo.file("dvc.lock").read_text()
         repo.git("commit", "-q", "-am", "Remove category xhs")
         assert repo.git("status", "--porcelain").stdout == ""
-        out = repo.cqia("release", "v0.4").stdout
+        result = json.loads(repo.cqia("release", "v0.4", "--json").stdout)  # stdout is the JSON object alone
+        manifest = json.loads(repo.file(f"{RELEASE}/manifest.json").read_text())
+        assert result["commit"] == repo.git("rev-list", "-n1", "v0.4").stdout.strip()
+        assert result["tag_message"] == tag_message(repo, "v0.4")[:-1]  # %(contents) adds a newline
+        assert {k: result[k] for k in ("version", "tag", "branch", "previous", "released", "categories")} == {
+            "version": "v0.4", "tag": "v0.4", "branch": "main", "previous": "v0.3",
+            "released": manifest["released"], "categories": manifest["categories"]}
+        assert (result["raw"], result["rejected"]) == (sum(c["raw"] for c in manifest["categories"].values()),
+                                                       sum(c["rejected"] for c in manifest["categories"].values()))
+        assert result["remote"]["name"] == "store" and "dvc.lock" in result["committed_files"]
+        assert result["push"] == ["git push --follow-tags", "dvc push -r s3"]
         had = registry.manifest["v0.3"]["categories"]["xhs"]["released"]
-        assert next(l for l in out.splitlines() if l.startswith("xhs ")).split() == \
+        assert next(l for l in result["tag_message"].splitlines() if l.startswith("xhs ")).split() == \
             ["xhs", "-", "-", "-", "removed", f"({had})"]
-        assert f"xhs removed (had {had} released)." in out
+        assert f"xhs removed (had {had} released)." in result["tag_message"]
     finally:
         repo.git("tag", "-d", "v0.4", check=False)
         repo.git("reset", "-q", "--hard", head)

@@ -24,7 +24,8 @@ PARAMS = Path("params.yaml")
 RAW_DIR = Path("data/raw")
 REVIEWS_DIR = Path("data/reviews")
 LOCK = Path("dvc.lock")
-COPIED_KEYS = ("defaults", "rules", "normalize", "review")
+COPIED_KEYS = ("defaults", "rules", "normalize", "review")   # --like NAME
+DEFAULT_KEYS = ("rules", "normalize")   # without --like, from the first category (defaults and review are the source's own)
 
 
 def _categories_block(text: str, where: str) -> tuple[Any, list[str], int, int]:
@@ -136,6 +137,9 @@ def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, s
             raise CqiaError(f"unknown category {like!r} for --like", where=str(PARAMS),
                             fix=f"Available categories: {list(categories)}")
         entry.update({k: v for k, v in categories[like].items() if k in COPIED_KEYS})
+    elif categories:  # the cleaning rules of the first category: a category with none would clean nothing
+        like = next(iter(categories))
+        entry.update({k: v for k, v in categories[like].items() if k in DEFAULT_KEYS})
     category_from_params(name, entry, FORMAT_NAMES, str(PARAMS))  # same checks as the stage
     if not (Path("expectations") / f"{suite}.json").is_file():
         raise CqiaError(f"suite {suite!r} not found", where=f"expectations/{suite}.json",
@@ -161,7 +165,7 @@ def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, s
         review.write_bytes(b"")
     PARAMS.write_text(new_text, encoding="utf-8")
     return {"category": name, "entry": entry, "raw": [str(target / p.name) for p in raw],
-            "reviews": str(review), "created_reviews": created_review}
+            "reviews": str(review), "created_reviews": created_review, "settings_from": like}
 
 
 def _lock_stages(lock: Any, name: str) -> tuple[dict[str, Any], list[str]]:
@@ -312,7 +316,9 @@ def register(cli: click.Group) -> None:
     @click.option("--format", "fmt", required=True, help="The raw format: poison-mpts, coig-human-value or cqia-jsonl.")
     @click.option("--raw", "raw", multiple=True, type=click.Path(path_type=Path),
                   help="An upstream raw file, copied to data/raw/NAME/ (repeat for several, in order).")
-    @click.option("--like", default=None, help="Copy defaults, rules, normalize and review settings from this category.")
+    @click.option("--like", default=None,
+                  help="Copy defaults, rules, normalize and review settings from this category. "
+                       "Without it: the rules and normalize settings of the first category in params.yaml.")
     @click.option("--suite", default="default", show_default=True, help="Expectation suite in expectations/.")
     @click.option("--source", default="", help="Where the data comes from (dataset card).")
     @click.option("--construction", default="", help="How the records were built (dataset card).")
@@ -321,6 +327,8 @@ def register(cli: click.Group) -> None:
             construction: str, as_json: bool) -> None:
         """Add category NAME: its params.yaml entry, its raw files and an empty review file.
 
+        The entry takes its cleaning rules and normalize settings from --like NAME, or else
+        from the first category in params.yaml (it says which); edit them in params.yaml.
         Nothing else is needed: `dvc repro` then runs category@NAME, dedup, publish@NAME, merge
         and report. For large upstream files, track data/raw/NAME with `dvc add` afterwards.
 
@@ -336,6 +344,16 @@ def register(cli: click.Group) -> None:
         for path in result["raw"]:
             click.echo(f"  raw file   {path}")
         click.echo(f"  reviews    {result['reviews']}" + (" (new, empty)" if result["created_reviews"] else ""))
+        copied = [key for key in COPIED_KEYS if key in result["entry"]]
+        listed = " and ".join(filter(None, [", ".join(copied[:-1]), "".join(copied[-1:])])) or "none"
+        if like is None and result["settings_from"]:
+            click.echo(f"  settings   {listed} of {result['settings_from']}, the first category "
+                       "(--like NAME copies another's; edit them in params.yaml)")
+        elif like is not None:
+            click.echo(f"  settings   {listed} of {like}")
+        if "rules" not in result["entry"]:
+            click.echo(f"  rules      none: only the schema and the suite judge its records "
+                       f"(add `rules:` under categories.{name} in params.yaml)")
         click.echo(f"Next: dvc repro   (runs category@{name}, dedup, publish@{name}, merge and report)")
 
     @category.command("remove")

@@ -32,14 +32,17 @@ def _progress(line: str) -> None:
 @click.argument("version")
 @click.option("--remote", "remote_name", metavar="NAME",
               help="DVC remote to push the data to. Default: the repository's default remote.")
-def release(version: str, remote_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON: version, commit, tag message, counts, remote and what to push.")
+def release(version: str, remote_name: str | None, as_json: bool) -> None:
     """Build, push, commit and tag release VERSION.
 
     Sets `release.version` in params.yaml, runs `dvc repro` (every gate),
     checks the release against its manifest and dvc.lock, runs `dvc push`,
     commits dvc.lock, params.yaml and the metrics, and creates an annotated
     tag whose message counts the records per category and what changed since
-    the previous release. It prints the tag message and what to push.
+    the previous release. It prints the tag message and what to push (with
+    --json, all of it as one JSON object; the build's progress goes to stderr).
 
     Refuses with a one-line reason, before building anything, when VERSION is
     not v<major>.<minor>[.<patch>], when a tag already names it, when HEAD is
@@ -60,7 +63,8 @@ def release(version: str, remote_name: str | None) -> None:
     where = f"release {version}"
     rel.parse_version(version, where)
     root = rel.repo_root(Path.cwd())
-    if rel.current_branch(root) is None:
+    branch = rel.current_branch(root)
+    if branch is None:
         head = rel.run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
         raise CqiaError(f"HEAD is detached at {head}, so the release commit and its tag would be on no branch",
                         where=where, fix="Switch to the branch to release from (`git switch <branch>`), "
@@ -90,7 +94,7 @@ def release(version: str, remote_name: str | None) -> None:
     if to_commit:
         rel.run(["git", "add", "--", *to_commit], root)
         rel.run(["git", "commit", "-q", "-m", f"Release {version}"], root)
-    commit = rel.run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
+    commit = rel.run(["git", "rev-parse", "HEAD"], root).stdout.strip()
 
     previous = None
     prev_tag = rel.previous_release(tags, version)
@@ -99,13 +103,25 @@ def release(version: str, remote_name: str | None) -> None:
     message = rel.tag_message(state.manifest, previous, state.outs, release_dir)
     rel.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], root, input=message)
 
+    shared = sorted(n for n, url in urls.items() if "://" in url)
+    local = "://" not in urls[name]
+    if as_json:
+        cats = state.manifest["categories"]
+        click.echo(orjson.dumps({
+            "version": version, "tag": version, "commit": commit, "branch": branch, "previous": prev_tag,
+            "tag_message": message, "released": state.manifest["released"],
+            "raw": sum(c["raw"] for c in cats.values()), "rejected": sum(c["rejected"] for c in cats.values()),
+            "categories": cats, "committed_files": to_commit, "remote": {"name": name, "url": urls[name]},
+            "push": ["git push --follow-tags"] + ([f"dvc push -r {shared[0]}"] if local and shared else []),
+        }, option=orjson.OPT_INDENT_2).decode())
+        return
     click.echo(message)
-    click.echo(f"Tagged {version} on commit {commit} ({len(to_commit)} files committed); "
+    short = rel.run(["git", "rev-parse", "--short", commit], root).stdout.strip()
+    click.echo(f"Tagged {version} on commit {short} ({len(to_commit)} files committed); "
                f"data pushed to DVC remote '{name}' ({urls[name]}).")
     click.echo("Publish the commit and the tag:")
     click.echo("    git push --follow-tags")
-    if "://" not in urls[name]:
-        shared = sorted(n for n, url in urls.items() if "://" in url)
+    if local:
         click.echo(f"Remote '{name}' is a directory on this machine; to share the data beyond it, also "
                    + (f"`dvc push -r {shared[0]}`" if shared else "push to a remote others can reach")
                    + " (README: Cutting a release).")
