@@ -7,14 +7,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: repro test test-fast lock clean-venv bench
+.PHONY: repro test test-fast lint lock clean-venv bench
 
 repro: $(VENV)/.installed
 	$(BIN)/dvc repro
 	$(BIN)/cqia summary
 
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check --quiet .
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -n auto --dist loadfile -m "not e2e" $(PYTEST_ARGS)

@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cqia.fileio import dumps_line  # noqa: E402
-from cqia.lineage import INDEX_FILE, LineageWriter, lineage_path, records_path  # noqa: E402
+from cqia.common.fileio import dumps_line  # noqa: E402
+from cqia.common.lineage import INDEX_FILE, LineageWriter, lineage_path, records_path  # noqa: E402
 
 CATS = [f"cat{i:02d}" for i in range(12)]
 WORDS = "数据质量指令微调中文问答模型训练评估社会心理法律环境教育科技历史文化经济医学".replace("", " ").split()

@@ -1,4 +1,4 @@
-"""Benchmark near-duplicate detection (cqia/neardup.py) on synthetic Chinese records.
+"""Benchmark near-duplicate detection (cqia/dedup/neardup.py) on synthetic Chinese records.
 
     .venv/bin/python bench/bench_neardup.py --n 100000
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psutil
 
-    from cqia.neardup import NearDupConfig, NearDupIndex, clusters, record_texts
+    from cqia.dedup.neardup import NearDupConfig, NearDupIndex, clusters, record_texts
 
     config = NearDupConfig()
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.run import OUT, isolated_env  # noqa: E402
-from cqia.parallel import WORKERS_ENV  # noqa: E402
+from cqia.ingest.parallel import WORKERS_ENV  # noqa: E402
 
 
 def stage_command(repo: Path, stage: str) -> list[str]:

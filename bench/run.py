@@ -249,7 +249,7 @@ class Measured:
 
 
 def gx_server_pids(directory: Path | None) -> set[int]:
-    """The pids in the GX server directory's pid files (cqia/gx_server.py)."""
+    """The pids in the GX server directory's pid files (cqia/gates/gx_server.py)."""
     pids = set()
     for path in directory.glob("gx-*.pid") if directory else ():
         try:
@@ -330,7 +330,7 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
                         name = member.name()
                         seen.role = "gx child"
                         seen.serves = int(name.split(":")[1]) if name.startswith("cqia-gx:") else 0
-                    if seen.role or "cqia.gx_gate import _serve_fd" in " ".join(seen.cmdline):
+                    if seen.role or "cqia.gates.gx import _serve_fd" in " ".join(seen.cmdline):
                         seen.peak_uss = max(seen.peak_uss, member.memory_full_info().uss)
                     seen.last_seen = now
                     seen.peak_rss = max(seen.peak_rss, rss)
@@ -388,7 +388,7 @@ def breakdown(m: Measured) -> list[dict[str, Any]]:
     caching the outputs, writing dvc.lock, checking the next stage. The time
     before the first stage is DVC starting and checking what changed. A
     stage's helper peak is that of the process that ran its Great Expectations
-    gate; a category stage's workers (cqia/parallel.py) are neither stages nor
+    gate; a category stage's workers (cqia/ingest/parallel.py) are neither stages nor
     helpers.
     """
     starts = [(at, line.split("'")[1]) for at, line in m.lines if line.startswith("Running stage '")]
@@ -498,7 +498,7 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
               baselines: int = 3, keep: bool = False, log=print, cache_type: str | None = None) -> dict[str, Any]:
     import tempfile
 
-    from cqia import gx_server
+    from cqia.gates import gx_server
 
     plan(records, categories, seed)          # a bad size fails here, before anything is written
     # A Great Expectations server directory of this run's own, never the user's. Every timed `dvc repro`
@@ -519,7 +519,7 @@ def run_name(records: int, cache_type: str | None) -> str:
 
 def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, baselines: int, keep: bool,
                log, server_dir: Path, cache_type: str | None) -> dict[str, Any]:
-    from cqia import gx_server
+    from cqia.gates import gx_server
 
     load_before = os.getloadavg()
     name = run_name(records, cache_type)

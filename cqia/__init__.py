@@ -11,7 +11,7 @@ __all__ = ["load", "__version__"]
 def __getattr__(name):
     # Lazy, so that the pipeline stages (which import cqia.*) do not load the API.
     if name == "load":
-        from cqia.api import load
+        from cqia.registry.api import load
 
         return load
     raise AttributeError(f"module 'cqia' has no attribute {name!r}")

@@ -12,9 +12,9 @@
 Reads `categories.<name>`, `gates` and the sketch keys of `neardup` from
 params. Writes the accepted records (`--accepted`, one JSON line each, the
 bytes the release will hold), their lineage (`--lineage`, line for line; both zstd-compressed when their
-names end in `.zst`, as dvc.yaml names them: cqia/fileio.py), the
+names end in `.zst`, as dvc.yaml names them: cqia/common/fileio.py), the
 rejects with reason codes and their lineage, the keys the dedup stage compares
-(cqia/dedup.py: id, exact key, MinHash signatures) and metrics; all five
+(cqia/dedup/keys.py: id, exact key, MinHash signatures) and metrics; all five
 appear together, and only if every gate passed.
 """
 
@@ -28,19 +28,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from cqia.dedup import KeysBuilder, to_table
-from cqia.entry import arguments, run, sweep
-from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import Staging, dumps_line, dumps_pretty, file_digest
-from cqia.neardup import NearDupConfig
-from cqia.formats import (FORMAT_NAMES, FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
+from cqia.dedup.keys import KeysBuilder, to_table
+from cqia.common.entry import arguments, run, sweep
+from cqia.common.errors import CqiaError, GateFailed
+from cqia.common.fileio import Staging, dumps_line, dumps_pretty, file_digest
+from cqia.common.lineage import gate_step
+from cqia.dedup.neardup import NearDupConfig
+from cqia.ingest.formats import (FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
                           file_problems, parse_json_array, parse_jsonl, sniff)
-from cqia.parallel import Workers, worker_count
-from cqia.params import load_category, load_yaml
-from cqia.progress import progress
-from cqia.records import Outcome, Processor, Source
-from cqia.review import load_decisions
-from cqia.schema import RecordSchema
+from cqia.ingest.parallel import Workers, worker_count
+from cqia.common.params import load_yaml
+from cqia.ingest.config import load_checked_category
+from cqia.common.progress import progress
+from cqia.ingest.judge import Outcome, Processor, Source
+from cqia.ingest.decisions import load_decisions
+from cqia.gates.schema import RecordSchema
 
 # The frame the Great Expectations suite sees: the record's short fields, and the text fields
 # as character counts (a chunk of full texts would cost ~1 GB per 50k records).
@@ -55,7 +57,7 @@ def gx_row(record: dict[str, Any]) -> tuple:
 
 
 def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list[tuple]:
-    """The outcomes as the stage writes them (cqia.parallel's `render`, run where the outcomes are made).
+    """The outcomes as the stage writes them (cqia.ingest.parallel's `render`, run where the outcomes are made).
 
     One plain tuple per outcome, cheap to send from a worker process:
     (accepted, reason code, if accepted its lines of the accepted records and of
@@ -66,8 +68,7 @@ def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list
     out = []
     for outcome in outcomes:
         if outcome.accepted:
-            outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations", "suite": suite,
-                                             "result": "pass"})
+            outcome.lineage["steps"].append(gate_step(suite))
             out.append((True, None, (dumps_line(outcome.record), dumps_line(outcome.lineage)),
                         gx_row(outcome.record), next(key_rows)))
         else:
@@ -148,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                                                   "--suite", "--accepted", "--lineage", "--rejects", "--keys",
                                                   "--metrics"), argv)
     sweep(args.accepted, args.lineage, args.rejects, args.keys, args.metrics)
-    from cqia.gx_gate import GateProcess, failure_report, load_suite
+    from cqia.gates.gx import GateProcess, failure_report, load_suite
 
     suite = load_suite(args.suite)
     gate = GateProcess(suite)  # first: GX's import overlaps everything below
 
     params = load_yaml(args.params)
-    category = load_category(params, args.category, FORMAT_NAMES, args.params)
+    category = load_checked_category(params, args.category, args.params)
     chunk_rows = int((params.get("gates") or {}).get("chunk_rows", 200_000))
     keys = KeysBuilder(category.name, NearDupConfig.from_params(params.get("neardup"), args.params))
     schema = RecordSchema.from_file(args.schema)

@@ -24,25 +24,23 @@ from typing import Any
 
 import orjson
 
-from cqia.entry import arguments, run, sweep
-from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import Staging, dumps_pretty
-from cqia.formats import FORMAT_NAMES
-from cqia.lineage import INDEX_FILE
-from cqia.neardup import NearDupConfig
-from cqia.params import load_categories, load_yaml
-from cqia.release import dataset_card
-from cqia.schema import RecordSchema
+from cqia.common.entry import arguments, run, sweep
+from cqia.common.errors import CqiaError, GateFailed
+from cqia.common.fileio import Staging, dumps_pretty
+from cqia.common.lineage import INDEX_FILE
+from cqia.dedup.neardup import NearDupConfig
+from cqia.common.params import load_categories, load_yaml
+from cqia.publish.card import dataset_card
+from cqia.gates.schema import RecordSchema
 
 CARD = "README.md"
-MANIFEST = "manifest.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("stages.merge", __doc__, ("--params", "--publish-dir", "--lineage-dir", "--schema", "--suite",
                                                "--manifest", "--card", "--metrics"), argv)
     sweep(args.manifest, args.card, args.metrics)
-    from cqia.gx_gate import GateProcess, failure_report, load_suite
+    from cqia.gates.gx import GateProcess, failure_report, load_suite
 
     suite = load_suite(args.suite)
     params = load_yaml(args.params)
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     version = release.get("version")
     if not isinstance(version, str) or not version:
         raise CqiaError("release.version is missing", where=args.params, fix="Set it, e.g. 'v0.1'")
-    categories = load_categories(params, FORMAT_NAMES, args.params)
+    categories = load_categories(params, args.params)
     neardup = NearDupConfig.from_params(params.get("neardup"), args.params)
     schema = RecordSchema.from_file(args.schema)
     parts = []

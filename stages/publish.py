@@ -9,12 +9,12 @@
 Reads no params. Writes the category's released records in the Hugging Face
 layout (`train.jsonl`, `train.parquet`), its lineage (`lineage.jsonl`: every
 raw record of the category, released or rejected, with every step) and the
-lineage index (`index.parquet`, cqia/lineage.py), and a summary for the merge
+lineage index (`index.parquet`, cqia/common/lineage.py), and a summary for the merge
 and report stages (counts by reason, sha256 of each file, an example record,
 the released records' statistics). Each category has its own stage, so a
 change to one category rebuilds only its part. A released record's line is
 the category stage's line, copied (the stage's files are zstd-compressed); its lineage line gets its status and dedup
-step spliced in (cqia/lineage.py `final_line`); the Parquet file is built by
+step spliced in (cqia/common/lineage.py `final_line`); the Parquet file is built by
 Arrow's JSON reader from the same lines. Gates: every released record passes
 the JSON Schema again; the lineage index passes the Great Expectations suite
 (every raw record exactly once, released or rejected with a reason code);
@@ -30,15 +30,15 @@ from typing import Any
 
 import orjson
 
-from cqia.entry import arguments, run, sweep
-from cqia.errors import CqiaError, GateFailed
-from cqia.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
-from cqia.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, final_line,
-                          lineage_path, records_path)
-from cqia.progress import progress
-from cqia.release import parquet_schema
-from cqia.reports import CategoryStats
-from cqia.schema import RecordSchema
+from cqia.common.entry import arguments, run, sweep
+from cqia.common.errors import CqiaError, GateFailed
+from cqia.common.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
+from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, dedup_pass_step,
+                                 dedup_reject_step, final_line, lineage_path, records_path)
+from cqia.common.progress import progress
+from cqia.publish.card import parquet_schema
+from cqia.publish.stats import CategoryStats
+from cqia.gates.schema import RecordSchema
 
 BATCH = 10_000
 
@@ -52,16 +52,11 @@ def load_decisions(path: Path) -> dict[str, dict[str, Any]]:
 def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | None, str]:
     """The lineage step of the dedup decision, the reject reason (None: released) and its detail."""
     if decision is None or "reason" not in decision:
-        step: dict[str, Any] = {"step": "dedup", "result": "pass"}
-        if decision and decision.get("near_duplicates"):
-            step["near_duplicates"] = decision["near_duplicates"]
-            step["kept_because"] = "first in release order"
-        return step, None, ""
-    step = {"step": "dedup", "result": "reject", **{k: v for k, v in decision.items() if k != "id"}}
+        return dedup_pass_step(decision and decision.get("near_duplicates")), None, ""
+    step = dedup_reject_step(decision)
     if "duplicate_of" in decision:
         return step, decision["reason"], f"same instruction, input and output as {decision['duplicate_of']}"
     kept = decision["near_duplicate_of"]
-    step["kept_because"] = "first in release order"
     return step, decision["reason"], (
         f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
         f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output, "
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep(out_dir, lineage_dir, args.summary)
     name = args.category
     cmetrics = read_json(Path(args.category_metrics), f"Run `dvc repro category@{name}` first")
-    from cqia.gx_gate import GateProcess, failure_report, load_suite
+    from cqia.gates.gx import GateProcess, failure_report, load_suite
 
     gate = GateProcess(load_suite(args.suite), [{"type": "expect_table_row_count_to_equal",
                                                  "kwargs": {"value": cmetrics["raw"]}}])

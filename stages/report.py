@@ -8,13 +8,13 @@
         --datadocs data/reports/datadocs
 
 Reads `release.version` and `categories` from params. Writes per-category
-statistics (`dvc metrics show`, see cqia/reports.py; the publish stages
+statistics (`dvc metrics show`, see cqia/publish/stats.py; the publish stages
 gathered them while writing the records, so no record is read here), one CSV per category and
 plot under `--plots` (`dvc plots show`), and under `--datadocs` one Great
 Expectations Data Docs page per gate run (category-<name>.html for each
 category stage, release.html for merge), rendered by GX from the results the
 stages wrote to their metrics and made to read offline, plus index.html
-linking them (see cqia/datadocs.py). The GX pages cost the stage about 2 s of
+linking them (see cqia/report/datadocs.py). The GX pages cost the stage about 2 s of
 importing great_expectations, which happens only when they are rendered.
 Nothing here is in data/release, so consumers of a release do not download
 the report.
@@ -30,13 +30,12 @@ from typing import Any
 
 import orjson
 
-from cqia.datadocs import gate_page, index_page
-from cqia.entry import arguments, run, sweep
-from cqia.fileio import Staging, dumps_pretty, read_json
-from cqia.formats import FORMAT_NAMES
-from cqia.params import load_categories, load_yaml
-from cqia.reports import PLOTS, CategoryStats
-from cqia.schema import RecordSchema
+from cqia.report.datadocs import gate_page, index_page
+from cqia.common.entry import arguments, run, sweep
+from cqia.common.fileio import Staging, dumps_pretty, read_json
+from cqia.common.params import load_categories, load_yaml
+from cqia.publish.stats import PLOTS, CategoryStats
+from cqia.gates.schema import RecordSchema
 
 ALL = "all"
 
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_yaml(args.params)
     version = (params.get("release") or {}).get("version", "")
-    categories = load_categories(params, FORMAT_NAMES, args.params)
+    categories = load_categories(params, args.params)
     stages_dir, suites = Path(args.stages_dir), Path(args.suites)
     release_metrics = read_json(Path(args.release_metrics), "Run `dvc repro merge` first")
     schema_version = RecordSchema.from_file(args.schema).version

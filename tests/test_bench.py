@@ -11,12 +11,12 @@ import pytest
 
 from bench.generate import FORMATS, append_records, generate, plan
 from bench.run import Measured, Proc, baseline, breakdown, pick_incremental, ran_stages, stage_of
-from cqia.formats import FORMAT_NAMES
-from cqia.formats import FORMATS as FORMATS_BY_NAME
-from cqia.params import category_from_params
-from cqia.records import Processor, Source
-from cqia.dedup import dedup_key
-from cqia.schema import RecordSchema
+from cqia.ingest.formats import FORMAT_NAMES
+from cqia.ingest.formats import FORMATS as FORMATS_BY_NAME
+from cqia.ingest.config import checked_category
+from cqia.ingest.judge import Processor, Source
+from cqia.dedup.keys import dedup_key
+from cqia.gates.schema import RecordSchema
 from stages.category import read_raw_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_generated_records_are_rejected_with_the_reason_they_were_generated_for(
     schema = RecordSchema.from_file(ROOT / "schemas" / "record.schema.json")
     accepted: list[dict] = []
     for spec in specs:
-        category = category_from_params(spec.name, spec.params_entry(), FORMAT_NAMES)
+        category = checked_category(spec.name, spec.params_entry())
         processor = Processor(category, schema, {})
         reasons: Counter[str] = Counter()
         n = 0
@@ -109,16 +109,16 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
              Proc(2, ["python", "-m", "stages.category", "--category", "a"], 100.5, 102.5, 300 * 1024 * 1024),
              Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024),
              # the category stage's Great Expectations helper: not a stage, its peak is the stage's helper's
-             Proc(4, ["python", "-c", "from cqia.gx_gate import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
+             Proc(4, ["python", "-c", "from cqia.gates.gx import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
                   250 * 1024 * 1024, ppid=2, peak_uss=240 * 1024 * 1024),
-             # its worker processes (cqia/parallel.py): forked, so with the stage's command line; neither
+             # its worker processes (cqia/ingest/parallel.py): forked, so with the stage's command line; neither
              # a stage nor its gate's helper (larger than the helper here, so counting it would show)
              Proc(7, ["python", "-m", "stages.category", "--category", "a"], 101.0, 102.4, 260 * 1024 * 1024, ppid=2,
                   peak_uss=250 * 1024 * 1024),
              # the Great Expectations server (detached: ppid 1) and its child that ran merge's gate
-             Proc(5, ["python", "-P", "-c", "from cqia.gx_server import serve; serve()"], 103.3, 105.5,
+             Proc(5, ["python", "-P", "-c", "from cqia.gates.gx_server import serve; serve()"], 103.3, 105.5,
                   220 * 1024 * 1024, ppid=1, role="gx server"),
-             Proc(6, ["python", "-P", "-c", "from cqia.gx_server import serve; serve()"], 103.4, 104.9,
+             Proc(6, ["python", "-P", "-c", "from cqia.gates.gx_server import serve; serve()"], 103.4, 104.9,
                   230 * 1024 * 1024, ppid=5, role="gx child", serves=3, peak_uss=20 * 1024 * 1024)]
     m = Measured(["dvc", "repro"], 0, 5.5, 1.0, 0.5, 300.0, 380.0, lines, procs, started=100.0,
                  gx_server_started=True)

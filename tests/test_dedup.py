@@ -1,4 +1,4 @@
-"""Dedup across the release (cqia/dedup.py, stages/dedup.py) and publishing one category (stages/publish.py)."""
+"""Dedup across the release (cqia/dedup/keys.py, stages/dedup.py) and publishing one category (stages/publish.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from cqia.fileio import open_read, open_write
-from cqia.dedup import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
-from cqia.neardup import NearDupConfig
-from cqia.params import load_yaml
+from cqia.common.fileio import EMPTY_JSONL, open_read, open_write, read_jsonl
+from cqia.dedup.keys import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
+from cqia.dedup.neardup import NearDupConfig
+from cqia.common.params import load_yaml
 from conftest import ROOT
 
 NEAR = NearDupConfig(threshold=0.8, ngram=3, num_perm=128, bands=32, seed=1)
@@ -161,10 +161,15 @@ def test_every_raw_record_is_in_the_lineage_once_and_the_counts_add_up(built):
         assert all(row["reason"] for row in index if row["status"] == "rejected")
 
 
+def test_a_category_without_decisions_gets_a_blank_line_not_an_empty_file(built):
+    tmp, _ = built
+    assert (tmp / "dedup" / "human_value.jsonl").read_bytes() == EMPTY_JSONL    # DVC warns about empty files
+
+
 def test_dedup_metrics_count_the_decisions_and_keep_the_gate_results(built):
     tmp, cats = built
     metrics = json.loads((tmp / "dedup_metrics.json").read_text())
-    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    decisions = [d for cat in cats for d in read_jsonl(tmp / "dedup" / f"{cat}.jsonl")]
     assert metrics["duplicates"] == sum("duplicate_of" in d for d in decisions) > 0
     assert metrics["accepted"] == sum(json.loads((tmp / "stages" / c / "metrics.json").read_text())["accepted"] for c in cats)
     assert metrics["gates"]["great_expectations"]["success"] and metrics["gates"]["schema"]["decisions"] == len(decisions)
@@ -174,7 +179,7 @@ def test_dedup_metrics_count_the_decisions_and_keep_the_gate_results(built):
 
 def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
     tmp, cats = built
-    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    decisions = [d for cat in cats for d in read_jsonl(tmp / "dedup" / f"{cat}.jsonl")]
     dup = next(d for d in decisions if "duplicate_of" in d)
     cat = dup["id"].rpartition("-")[0]
     index = {row["id"]: row for row in pq.read_table(tmp / "release/lineage" / cat / "index.parquet").to_pylist()}
@@ -186,6 +191,26 @@ def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
     assert lineage["steps"][-1] == {"step": "dedup", "result": "reject", "reason": dup["reason"],
                                     "duplicate_of": dup["duplicate_of"]}
 
+
+def test_the_text_lineage_of_every_record_of_the_sample_release_renders(built):
+    """`cqia lineage ID` (text) of each raw record of the sample release, released or rejected:
+    one numbered line per step, and a review_pending reject reads as pending."""
+    from cqia.registry.audit import lineage_result
+    from cqia.cli.audit import render_lineage
+
+    tmp, cats = built
+    seen = 0
+    for cat in cats:
+        for line in (tmp / "release/lineage" / cat / "lineage.jsonl").read_bytes().splitlines():
+            found = orjson.loads(line)
+            text = render_lineage(lineage_result(found, "v0.1"))
+            numbered = [row for row in text.splitlines() if row[:2] == "  " and row.strip()[:1].isdigit()]
+            assert len(numbered) == len(found["steps"]), text
+            if found.get("reason") == "review_pending":
+                assert numbered[-1].endswith(
+                    "review     pending (this category releases only records a reviewer accepted)"), text
+            seen += 1
+    assert seen == sum(json.loads((tmp / "publish" / f"{cat}.json").read_text())["raw"] for cat in cats)
 
 def test_a_change_to_a_later_category_leaves_the_earlier_decisions_byte_identical(built, tmp_path):
     tmp, cats = built
@@ -211,7 +236,7 @@ def test_a_decision_for_an_id_the_category_does_not_have_stops_publish(built, tm
     cat = cats[0]
     with open(copy / "dedup" / f"{cat}.jsonl", "ab") as handle:
         handle.write(b'{"id":"%s-00000000000000ff","reason":"duplicate_of:x-0000000000000001","duplicate_of":"x-0000000000000001"}\n' % cat.encode())
-    from cqia.errors import GateFailed
+    from cqia.common.errors import GateFailed
 
     with pytest.raises(GateFailed) as err:
         publish(copy, cat)
@@ -235,7 +260,7 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
             handle.write(b"".join(new))
 
     rewrite([lines[1], lines[0], *lines[2:]])
-    from cqia.errors import GateFailed
+    from cqia.common.errors import GateFailed
 
     with pytest.raises(GateFailed) as err:
         publish(copy, cat)
@@ -250,7 +275,7 @@ def test_publish_stops_when_the_records_and_their_lineage_are_not_line_for_line(
 
 
 def test_publish_summary_carries_the_statistics_of_what_it_released(built):
-    from cqia.reports import CategoryStats
+    from cqia.publish.stats import CategoryStats
 
     tmp, cats = built
     for cat in cats:
@@ -275,7 +300,7 @@ def test_released_records_are_the_category_stages_bytes_and_parquet_holds_the_sa
 
 
 def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
-    from cqia.release import parquet_schema
+    from cqia.publish.card import parquet_schema
     from stages.publish import parquet_batch
 
     big = {"id": "x-0000000000000001", "instruction": "长" * 700_000, "input": "", "output": "答",
@@ -288,9 +313,9 @@ def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
 
 
 def test_a_tag_whose_data_cannot_be_read_is_unreadable_in_history_never_absent(monkeypatch):
-    from cqia import audit
-    from cqia.commands.audit import render_history
-    from cqia.errors import CqiaError, ReleaseUnavailable
+    from cqia.registry import audit
+    from cqia.cli.audit import render_history
+    from cqia.common.errors import CqiaError, ReleaseUnavailable
 
     class Stub:
         def __init__(self, repo, rev):

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pty
+import shutil
 import struct
 import subprocess
 import termios
@@ -18,11 +19,12 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from cqia.errors import CqiaError
-from cqia.export import add_dataset_info, dataset_info_entry, dataset_name, prompt, to_alpaca, to_sharegpt
-from cqia.progress import progress
-from cqia.release import dataset_card, parquet_schema
-from conftest import BIN, make_repo, release_records_bytes
+from cqia.common.errors import CqiaError
+from cqia.common.progress import progress
+from cqia.publish.card import dataset_card, parquet_schema
+from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label,
+                                  to_alpaca, to_firefly, to_sharegpt)
+from conftest import BIN, as_registry, make_repo, release_records_bytes
 
 
 def record(rid, instruction, output, input="", domain=None, major=None):
@@ -55,6 +57,15 @@ def test_sharegpt_is_one_human_and_one_gpt_turn_with_the_input_after_a_newline()
     assert "system" not in to_sharegpt(RECORDS[0])  # COIG-CQIA has no system prompt
 
 
+def test_firefly_is_one_human_and_assistant_turn_with_the_id_and_source_category():
+    assert to_firefly(RECORDS[1]) == {"conversation_id": "hv-0001", "category": "hv", "conversation": [
+        {"human": "下列說法正確的是：\nA．甲\u2028B．乙", "assistant": "B，因為……"}]}
+    assert to_firefly(RECORDS[0])["conversation"][0]["human"] == RECORDS[0]["instruction"]
+    assert (file_name("firefly", "coig_cqia_v0.1_firefly"), file_name("alpaca", "coig_cqia_v0.1_alpaca")) == (
+        "coig_cqia_v0.1_firefly.jsonl", "coig_cqia_v0.1_alpaca.json")
+    assert dataset_info_entry("firefly", "x.jsonl") is None                  # LLaMA-Factory does not read it
+
+
 def test_a_record_without_output_is_named():
     bad = dict(RECORDS[0])
     del bad["output"]
@@ -73,11 +84,29 @@ def test_dataset_info_entries_are_llama_factorys():
     assert dataset_info_entry("sharegpt", "x.json") == {
         "file_name": "x.json", "formatting": "sharegpt", "columns": {"messages": "conversations"},
         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
-    assert dataset_name("alpaca") == "coig_cqia_alpaca"
-    assert dataset_name("sharegpt", "zhihu") == "coig_cqia_zhihu_sharegpt"
+    assert dataset_name("alpaca") == "coig_cqia_workspace_alpaca"
+    assert dataset_name("sharegpt", "zhihu", "v0.1") == "coig_cqia_v0.1_zhihu_sharegpt"
     with pytest.raises(CqiaError) as err:
         dataset_name("openai")
-    assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt']"
+    assert str(err.value) == "unknown export format 'openai'. Available formats: ['alpaca', 'sharegpt', 'firefly']"
+
+
+def test_names_say_which_revision_was_exported():
+    assert [rev_label(r) for r in (None, "v0.1", "feature/x", "HEAD~1", "3f2a9c1")] == [
+        "workspace", "v0.1", "feature_x", "HEAD_1", "3f2a9c1"]
+    assert dataset_name("alpaca", rev="v0.1") != dataset_name("alpaca", rev="v0.2")
+
+
+def test_dataset_info_replaces_a_different_description_only_when_forced():
+    entry = dataset_info_entry("alpaca", "coig_cqia_v0.1_alpaca.json")
+    existing = {"coig_cqia_v0.1_alpaca": dict(entry, file_name="mine.json")}
+    assert add_dataset_info({"coig_cqia_v0.1_alpaca": entry}, "coig_cqia_v0.1_alpaca", entry) == {
+        "coig_cqia_v0.1_alpaca": entry}                                          # the same: fine
+    with pytest.raises(CqiaError) as err:
+        add_dataset_info(existing, "coig_cqia_v0.1_alpaca", entry, where="out/dataset_info.json")
+    assert str(err.value) == ('out/dataset_info.json: dataset "coig_cqia_v0.1_alpaca" is already described, '
+                              'differently. Pass --force to overwrite it, or write elsewhere with --out')
+    assert add_dataset_info(existing, "coig_cqia_v0.1_alpaca", entry, force=True) == {"coig_cqia_v0.1_alpaca": entry}
 
 
 def test_dataset_info_keeps_the_datasets_already_there():
@@ -187,22 +216,55 @@ def run_export(*args):
 
 def test_export_adds_its_entry_to_an_existing_dataset_info(tmp_path, monkeypatch):
     write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     out = tmp_path / "LLaMA-Factory" / "data"
     out.mkdir(parents=True)
     (out / "dataset_info.json").write_text('{"identity": {"file_name": "identity.json"}}')
     result = run_export("--format", "alpaca", "--category", "hv", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert result.output == (f"Exported 1 records of release v0.1 (category hv) as alpaca:\n"
-                             f"  {out.as_posix()}/coig_cqia_hv_alpaca.json\n"
-                             f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_hv_alpaca\")\n")
+    assert result.output == (f"Exported 1 record of release v0.1 (category hv) as alpaca:\n"
+                             f"  {out.as_posix()}/coig_cqia_workspace_hv_alpaca.json\n"
+                             f"  {out.as_posix()}/dataset_info.json  (dataset \"coig_cqia_workspace_hv_alpaca\")\n")
     info = json.loads((out / "dataset_info.json").read_text())
-    assert list(info) == ["identity", "coig_cqia_hv_alpaca"]
-    assert json.loads((out / "coig_cqia_hv_alpaca.json").read_text(encoding="utf-8")) == [to_alpaca(RECORDS[1])]
+    assert list(info) == ["identity", "coig_cqia_workspace_hv_alpaca"]
+    assert json.loads((out / "coig_cqia_workspace_hv_alpaca.json").read_text(encoding="utf-8")) == [
+        to_alpaca(RECORDS[1])]
+
+
+def test_export_firefly_writes_json_lines_and_no_dataset_info(tmp_path, monkeypatch):
+    write_release(tmp_path / "data" / "release", {"poison": RECORDS[:1], "hv": RECORDS[1:2], "zhihu": RECORDS[2:]})
+    monkeypatch.chdir(as_registry(tmp_path))
+    result = run_export("--format", "firefly")
+    assert result.exit_code == 0, result.output
+    assert result.output == ("Exported 3 records of release v0.1 (all categories) as firefly:\n"
+                             "  out/export/coig_cqia_workspace_firefly.jsonl\n")
+    exported = tmp_path / "out" / "export" / "coig_cqia_workspace_firefly.jsonl"
+    assert [json.loads(line) for line in exported.read_text(encoding="utf-8").split("\n")[:-1]] == [
+        to_firefly(r) for r in RECORDS]                # one example a line; U+2028 stays inside its string
+    assert [p.name for p in exported.parent.iterdir()] == [exported.name]
+
+
+def test_export_overwrites_a_different_file_only_when_forced(tmp_path, monkeypatch):
+    write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[2:]})
+    monkeypatch.chdir(as_registry(tmp_path))
+    assert run_export("--format", "alpaca").exit_code == 0
+    exported = tmp_path / "out" / "export" / "coig_cqia_workspace_alpaca.json"
+    first = exported.read_bytes()
+    assert run_export("--format", "alpaca").exit_code == 0                  # the same export again: fine
+    shutil.rmtree(tmp_path / "data" / "release")                            # the working tree's release changed
+    write_release(tmp_path / "data" / "release", {"zhihu": RECORDS[1:]})
+    result = run_export("--format", "alpaca")
+    assert (result.exit_code, result.output) == (1, (
+        "error: out/export/coig_cqia_workspace_alpaca.json: already exists, with other content than this export. "
+        "Pass --force to overwrite it, or write elsewhere with --out\n"))
+    assert exported.read_bytes() == first
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["coig_cqia_workspace_alpaca.json", "dataset_info.json"]
+    assert run_export("--format", "alpaca", "--force").exit_code == 0
+    assert json.loads(exported.read_text(encoding="utf-8")) == [to_alpaca(r) for r in RECORDS[1:]]
 
 
 def test_export_errors_are_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     result = run_export("--format", "alpaca")
     assert result.exit_code == 1
     assert result.output == ("error: data/release/manifest.json: no release built in this working tree. "
@@ -211,12 +273,15 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch):
     result = run_export("--format", "alpaca", "--category", "x")
     assert result.output == ("error: data/release: release v0.1 has no category 'x'. "
                              "Available categories: ['zhihu']\n")
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "dataset_info.json").write_text("{not json")
+    result = run_export("--format", "alpaca", "--category", "zhihi")
+    assert result.output == ("error: data/release: release v0.1 has no category 'zhihi'. "
+                             "Did you mean 'zhihu'? Available categories: ['zhihu']\n")
+    (tmp_path / "out" / "export").mkdir(parents=True)
+    (tmp_path / "out" / "export" / "dataset_info.json").write_text("{not json")
     result = run_export("--format", "sharegpt")
-    assert result.output.startswith("error: export/dataset_info.json: not valid JSON (")
+    assert result.output.startswith("error: out/export/dataset_info.json: not valid JSON (")
     assert result.output.endswith("). Fix or remove it; cqia export adds its entry to an existing file\n")
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["dataset_info.json"]  # nothing written
+    assert sorted(p.name for p in (tmp_path / "out" / "export").iterdir()) == ["dataset_info.json"]  # nothing written
 
 
 # ---------------------------------------------------------------- a release built by dvc repro (e2e)
@@ -238,6 +303,13 @@ def release_records(release: Path) -> list[dict]:
 
 
 @pytest.mark.e2e
+def test_dvc_repro_of_the_sample_warns_of_no_empty_file(built):
+    # files with no review or dedup decisions are one blank line, not empty (DVC warns of those)
+    _, repro = built
+    assert "is empty" not in repro.stdout + repro.stderr
+
+
+@pytest.mark.e2e
 def test_built_release_loads_with_datasets(built, hf):
     repo, _ = built
     datasets, cache = hf
@@ -256,26 +328,26 @@ def test_built_release_loads_with_datasets(built, hf):
 
 
 @pytest.mark.e2e
-def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp_path):
+def test_export_every_format_read_back_by_its_documented_fields(built, hf, tmp_path):
     repo, _ = built
     datasets, cache = hf
     release = release_records(repo.file("data/release"))
     out = tmp_path / "export"
-    for fmt in ("alpaca", "sharegpt"):
+    for fmt in ("alpaca", "sharegpt", "firefly"):
         proc = repo.cqia("export", "--format", fmt, "--out", str(out), "--json")
         assert proc.stderr == ""  # stderr is a pipe: no progress bar
         assert json.loads(proc.stdout)["records"] == len(release)
     info = json.loads((out / "dataset_info.json").read_text())
-    assert sorted(info) == ["coig_cqia_alpaca", "coig_cqia_sharegpt"]
+    assert sorted(info) == ["coig_cqia_workspace_alpaca", "coig_cqia_workspace_sharegpt"]
 
-    alpaca = info["coig_cqia_alpaca"]
+    alpaca = info["coig_cqia_workspace_alpaca"]
     assert alpaca["formatting"] == "alpaca"
     rows = datasets.load_dataset("json", data_files=str(out / alpaca["file_name"]), cache_dir=cache)["train"]
     cols = alpaca["columns"]
     assert [(r[cols["prompt"]], r[cols["query"]], r[cols["response"]]) for r in rows] == \
         [(r["instruction"], r["input"], r["output"]) for r in release]
 
-    sharegpt = info["coig_cqia_sharegpt"]
+    sharegpt = info["coig_cqia_workspace_sharegpt"]
     assert sharegpt["formatting"] == "sharegpt"
     rows = datasets.load_dataset("json", data_files=str(out / sharegpt["file_name"]), cache_dir=cache)["train"]
     tags = sharegpt["tags"]
@@ -284,6 +356,12 @@ def test_export_both_formats_read_back_by_their_documented_fields(built, hf, tmp
     assert turns == [[(tags["user_tag"], "\n".join(filter(None, (r["instruction"], r["input"])))),
                       (tags["assistant_tag"], r["output"])] for r in release]
     assert rows["id"] == [r["id"] for r in release]
+
+    firefly = read_jsonl(out / "coig_cqia_workspace_firefly.jsonl")       # as Firefly reads it: line by line
+    assert [(e["conversation_id"], e["category"], e["conversation"]) for e in firefly] == [
+        (r["id"], r["id"].rpartition("-")[0],
+         [{"human": "\n".join(filter(None, (r["instruction"], r["input"]))), "assistant": r["output"]}])
+        for r in release]
 
 
 def on_a_terminal(repo, *cmd) -> str:

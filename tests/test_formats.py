@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from cqia.formats import (FORMATS, FileProblem, MissingField, array_item, check_encoding, check_layout,
+from cqia.ingest.formats import (FORMATS, FileProblem, MissingField, array_item, check_encoding, check_layout,
                           parse_json_array, parse_jsonl, scan_json_array, sniff)
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cqia.errors import CqiaError
-from cqia.gx_gate import GateProcess, SuiteRun, failure_report
+from cqia.common.errors import CqiaError
+from cqia.gates.gx import GateProcess, SuiteRun, failure_report
 
 SUITE = {"name": "t", "expectations": [
     {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},

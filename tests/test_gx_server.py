@@ -1,4 +1,4 @@
-"""The Great Expectations server (cqia/gx_server.py): real GX, real processes, offline.
+"""The Great Expectations server (cqia/gates/gx_server.py): real GX, real processes, offline.
 
 Each test has a server directory of its own (CQIA_GX_SERVER_DIR) and stops its servers.
 """
@@ -20,9 +20,9 @@ import psutil
 import pyarrow as pa
 import pytest
 
-from cqia import gx_server
-from cqia.errors import CqiaError
-from cqia.gx_gate import GateProcess
+from cqia.gates import gx_server
+from cqia.common.errors import CqiaError
+from cqia.gates.gx import GateProcess
 from test_gx_gate import CHUNKS, COLUMNS, SUITE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 # A gate run in a process of its own, as a stage does it; prints the result.
 CLIENT = f"""
 import orjson
-from cqia.gx_gate import GateProcess
+from cqia.gates.gx import GateProcess
 gate = GateProcess({SUITE!r})
 for rows in {CHUNKS!r}:
     gate.validate_rows({COLUMNS!r}, rows)
@@ -220,7 +220,7 @@ def test_concurrent_gate_runs_start_one_server_and_each_get_a_child(server_dir):
 def test_cqia_gx_server_0_runs_a_helper_process_per_gate_run(server_dir, monkeypatch):
     monkeypatch.setenv("CQIA_GX_SERVER", "0")
     gate = GateProcess(SUITE)
-    assert "from cqia.gx_gate import _serve_fd" in " ".join(gate._process.args)
+    assert "from cqia.gates.gx import _serve_fd" in " ".join(gate._process.args)
     for rows in CHUNKS:
         gate.validate_rows(COLUMNS, rows)
     assert gate.result()["rows"] == 4
@@ -269,7 +269,7 @@ def test_the_server_key_changes_with_the_code_it_runs(tmp_path):
 
     def key(*path: Path) -> str:
         env = {"PYTHONPATH": os.pathsep.join(str(p) for p in (tmp_path, *path))}
-        code = "from cqia.gx_server import server_key; print(server_key())"
+        code = "from cqia.gates.gx_server import server_key; print(server_key())"
         return subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True,
                               check=True).stdout.strip()
 
@@ -280,7 +280,7 @@ def test_the_server_key_changes_with_the_code_it_runs(tmp_path):
         path.write_bytes(original + b"\n# changed\n")
         assert key() != gx_server.server_key(), name
         path.write_bytes(original)
-    (tmp_path / "cqia" / "rules.py").write_text("# not a module a gate run executes\n")
+    (tmp_path / "cqia" / "ingest" / "rules.py").write_text("# not a module a gate run executes\n")
     assert key() == gx_server.server_key()
     (tmp_path / "elsewhere" / "great_expectations").mkdir(parents=True)
     (tmp_path / "elsewhere" / "great_expectations" / "__init__.py").touch()
@@ -290,10 +290,10 @@ def test_the_server_key_changes_with_the_code_it_runs(tmp_path):
 def test_the_sources_are_every_cqia_module_a_gate_run_executes():
     code = f"""
 import importlib, sys
-from cqia import gx_server
+from cqia.gates import gx_server
 for name in gx_server.WARM_IMPORTS:
     importlib.import_module(name)
-from cqia.gx_gate import SuiteRun
+from cqia.gates.gx import SuiteRun
 import pandas as pd
 run = SuiteRun({SUITE!r})
 run.validate(pd.DataFrame.from_records({CHUNKS[0]!r}, columns={list(COLUMNS)!r}))
@@ -302,7 +302,10 @@ print(" ".join(sorted(m for m in sys.modules if m == "cqia" or m.startswith("cqi
 """
     proc = subprocess.run([sys.executable, "-P", "-c", code], env={"PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, check=True)
-    files = {"__init__.py" if m == "cqia" else m.removeprefix("cqia.") + ".py" for m in proc.stdout.split()}
+    packages = {"cqia", "cqia.common", "cqia.gates"}
+    files = {m.removeprefix("cqia").lstrip(".").replace(".", "/") + ("/__init__.py" if m in packages else ".py")
+             for m in proc.stdout.split()}
+    files = {f.lstrip("/") for f in files}
     assert files == set(gx_server.SOURCES)
 
 

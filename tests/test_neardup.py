@@ -1,4 +1,4 @@
-"""Near-duplicate detection (cqia/neardup.py): correctness on known pairs, keep-first, determinism."""
+"""Near-duplicate detection (cqia/dedup/neardup.py): correctness on known pairs, keep-first, determinism."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from cqia.errors import CqiaError
-from cqia.neardup import (NearDupConfig, NearDupIndex, clusters, find_matches, ngram_hashes, record_texts,
+from cqia.common.errors import CqiaError
+from cqia.dedup.neardup import (NearDupConfig, NearDupIndex, clusters, find_matches, ngram_hashes, record_texts,
                           signatures)
 from tests.conftest import ROOT
 
@@ -104,7 +104,7 @@ def test_exact_duplicates_are_never_kept():
 
 
 def test_same_result_under_any_hash_seed():
-    code = ("from cqia.neardup import *\n"
+    code = ("from cqia.dedup.neardup import *\n"
             "from tests.test_neardup import PROMPT, ANSWER_A, ANSWER_B, rec\n"
             "rs=[rec(PROMPT,ANSWER_A),rec(PROMPT,ANSWER_B),rec(PROMPT+'?',ANSWER_A),rec(PROMPT,ANSWER_B+'。')]\n"
             "i=NearDupIndex(NearDupConfig()); i.add_records(rs); print(sorted(i.matches().items()))\n")

@@ -5,8 +5,8 @@ import unicodedata
 import pytest
 from hypothesis import given, strategies as st
 
-from cqia.errors import CqiaError
-from cqia.normalize import DEFAULT_RULES, normalize_text, rule_chain, validate
+from cqia.common.errors import CqiaError
+from cqia.ingest.normalize import DEFAULT_RULES, normalize_text, rule_chain, validate
 
 FULL = rule_chain({"fullwidth_ascii": True})
 

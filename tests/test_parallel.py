@@ -1,4 +1,4 @@
-"""The category stage on several cores (cqia/parallel.py) gives the bytes of the sequential run.
+"""The category stage on several cores (cqia/ingest/parallel.py) gives the bytes of the sequential run.
 
 Small fixtures, cut into chunks of a few hundred bytes, so that byte-identical
 copies, review decisions and file problems fall into other chunks than the
@@ -22,15 +22,16 @@ import pytest
 from ruamel.yaml import YAML
 
 from bench.generate import generate
-from cqia.dedup import KeysBuilder
-from cqia.errors import CqiaError
-from cqia.formats import FORMAT_NAMES, FORMATS
-from cqia.neardup import NearDupConfig
-from cqia.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
-from cqia.params import category_from_params, load_yaml
-from cqia.records import Processor, Source, make_id
-from cqia.review import Decision, load_decisions
-from cqia.schema import RecordSchema
+from cqia.dedup.keys import KeysBuilder
+from cqia.common.errors import CqiaError
+from cqia.ingest.formats import FORMATS
+from cqia.dedup.neardup import NearDupConfig
+from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
+from cqia.ingest.config import checked_category
+from cqia.common.params import load_yaml
+from cqia.ingest.judge import Processor, Source, make_id
+from cqia.ingest.decisions import Decision, load_decisions
+from cqia.gates.schema import RecordSchema
 from stages.category import PAUSE_ENV, main, read_raw_file, written_form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ POISON = {"format": "poison-mpts", "defaults": PARAMS["categories"]["100poison"]
 def run(raw_dir: Path, name: str, entry: dict, decisions: dict[str, Decision], workers: int, chunk: int | None = None,
         render=None):
     """Everything the stage keeps of one category's raw files: (kept outcomes, unused decisions, records per file)."""
-    category = category_from_params(name, {**entry, "raw": entry.get("raw", ["train.jsonl"])}, FORMAT_NAMES)
+    category = checked_category(name, {**entry, "raw": entry.get("raw", ["train.jsonl"])})
     processor = Processor(category, SCHEMA, decisions)
     render = render or partial(written_form, suite="default", keys=KeysBuilder(name, NEAR))
     kept, records = [], {}

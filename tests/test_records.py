@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqia.formats import FORMAT_NAMES, parse_json_array, parse_jsonl
-from cqia.params import category_from_params
-from cqia.pii import LABELS, MASKS
-from cqia.errors import CqiaError
-from cqia.records import Processor, Source, duplicate_key, make_id
-from cqia.review import load_decisions
-from cqia.schema import RecordSchema
+from cqia.ingest.formats import parse_json_array, parse_jsonl
+from cqia.ingest.config import checked_category
+from cqia.ingest.pii import LABELS, MASKS
+from cqia.common.errors import CqiaError
+from cqia.ingest.judge import Processor, Source, duplicate_key, make_id
+from cqia.ingest.decisions import load_decisions
+from cqia.gates.schema import RecordSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = RecordSchema.from_file(ROOT / "schemas/record.schema.json")
@@ -28,7 +28,7 @@ ENTRY = {
 
 
 def run(lines, entry=ENTRY, decisions=None):
-    cat = category_from_params("t", entry, FORMAT_NAMES)
+    cat = checked_category("t", entry)
     proc = Processor(cat, SCHEMA, decisions or {})
     items = parse_jsonl([l.encode() + b"\n" for l in lines])
     return proc, list(proc.process(SRC, items))
@@ -63,7 +63,7 @@ def test_identical_raw_records_get_distinct_ids():
 
 
 def test_an_occurrence_given_makes_the_id_and_is_not_counted():
-    proc = Processor(category_from_params("t", ENTRY, FORMAT_NAMES), SCHEMA, {})
+    proc = Processor(checked_category("t", ENTRY), SCHEMA, {})
     [item] = parse_jsonl([b'{"prompt": "\xe9\x97\xae", "answer": "\xe7\xad\x94\xe6\xa1\x88"}\n'])
     assert proc.one(SRC, item, occurrence=3).id == make_id("t", item.raw, item.text, 3)
     assert proc.one(SRC, item).id == make_id("t", item.raw, item.text, 0)
@@ -142,7 +142,7 @@ def test_bad_review_lines_are_errors_with_location(line, message):
 ])
 def test_bad_params_entries_are_named(name, entry, message):
     with pytest.raises(CqiaError) as exc:
-        category_from_params(name, entry, FORMAT_NAMES)
+        checked_category(name, entry)
     assert str(exc.value).startswith(message)
 
 
@@ -197,7 +197,7 @@ def test_a_missing_record_key_without_a_default_is_missing_field():
 ])
 def test_bad_rules_and_normalize_options_fail_when_params_are_read(entry, message):
     with pytest.raises(CqiaError) as exc:
-        category_from_params("t", entry, FORMAT_NAMES)
+        checked_category("t", entry)
     assert str(exc.value).startswith(message)
 
 
@@ -291,7 +291,7 @@ def test_array_records_hash_the_element_verbatim():
     element = '{\n    "instruction": "联系方式？", "input": "",\n    "output": "电话 13812345678"\n  }'
     data = f"\ufeff[\n  {element}\n]\n".encode()
     entry = dict(ENTRY, format="coig-human-value", raw=["a.json"], rules=PII["rules"])
-    cat = category_from_params("t", entry, FORMAT_NAMES)
+    cat = checked_category("t", entry)
     [out] = Processor(cat, SCHEMA, {}).process(SRC, parse_json_array(data))
     assert out.lineage["source"]["index"] == 1
     assert out.lineage["source"]["raw_sha256"] == hashlib.sha256(element.encode()).hexdigest()
@@ -313,7 +313,7 @@ def test_a_phone_number_written_as_a_json_number_is_redacted():
 def test_redaction_leaves_the_raw_objects_alone():
     line = poison_line("电话？", "13812345678")
     items = list(parse_jsonl([line.encode() + b"\n"]))
-    cat = category_from_params("t", PII, FORMAT_NAMES)
+    cat = checked_category("t", PII)
     [out] = Processor(cat, SCHEMA, {}).process(SRC, items)
     assert items[0].raw["answer"] == "13812345678" and out.lineage["raw"]["answer"] == "[PHONE]"
 
@@ -393,7 +393,7 @@ def test_pii_the_category_keeps_is_released_as_normalised(normalize):
     pii = "wang＠example．com，１３８\u3000１２３４\u3000５６７８，ＱＱ号码：１２３４５６７８９"
     line = poison_line("客服怎么联系？", AROUND[0] + pii + AROUND[1])
     _, [out] = run([line], pii_entry(normalize, "keep"))
-    expected = (f"AI客服说：wang＠example．com，138 1234 5678，QQ号码：123456789，工作时间9点到5点。"
+    expected = ("AI客服说：wang＠example．com，138 1234 5678，QQ号码：123456789，工作时间9点到5点。"
                 if normalize.get("fullwidth_ascii") else f"ＡＩ客服说：{pii}，工作时间９点到５点。")
     assert out.accepted and out.record["output"] == expected
     assert not [s for s in out.lineage["steps"] if s["step"] == "mask"] and "redacted" not in out.lineage
@@ -405,9 +405,9 @@ DEDUP_DROP = {"step": "dedup", "result": "reject", "reason": "duplicate_of:t-000
 
 
 def spliced_equals_serialised(lineage: dict) -> None:
-    """publish's splice (cqia.lineage.final_line) gives the bytes of the lineage changed and serialised."""
-    from cqia.fileio import dumps_line
-    from cqia.lineage import final_line
+    """publish's splice (cqia.common.lineage.final_line) gives the bytes of the lineage changed and serialised."""
+    from cqia.common.fileio import dumps_line
+    from cqia.common.lineage import final_line
 
     line = dumps_line(lineage)
     released = dict(lineage, status="released", steps=[*lineage["steps"], DEDUP_PASS])
@@ -438,8 +438,8 @@ def test_the_lineage_splice_gives_the_serialised_bytes_for_any_text(prompt, answ
 
 
 def test_the_lineage_splice_refuses_a_line_of_another_record_or_status():
-    from cqia.fileio import dumps_line
-    from cqia.lineage import final_line
+    from cqia.common.fileio import dumps_line
+    from cqia.common.lineage import final_line
 
     _, [out] = run(['{"prompt": "问题是什么？", "answer": "回答在这里。", "domain_en": "x", "domain_zh": "y"}'])
     line = dumps_line(out.lineage)

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from cqia import releasing as rel
+from cqia.registry import releases as rel
 from cqia.cli import cli
-from cqia.errors import CqiaError
+from cqia.common.errors import CqiaError
 from conftest import ROOT
 
 FORM = "Use v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"
@@ -387,7 +387,8 @@ def test_verify_outside_a_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["verify"])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path}: not inside a git repository. Run it from a clone of the registry\n"
+    assert result.stderr == (f"error: {tmp_path}: not inside a cqia registry (no dvc.yaml and .dvc/ here or above). "
+                             "cd into the registry's clone\n")
 
 
 # --------------------------------------------------------------------------- the remote, before anything is built

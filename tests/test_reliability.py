@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqia.errors import CqiaError
-from cqia.fileio import read_jsonl
+from cqia.common.errors import CqiaError
+from cqia.common.fileio import read_jsonl
 from stages.category import main
+from tests.conftest import lineage_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "bad_inputs"
@@ -43,6 +44,8 @@ class Run:
         self.accepted = [{"record": record, "lineage": lineage} for record, lineage in
                          zip(read_jsonl(out / "accepted.jsonl.zst"), read_jsonl(out / "lineage.jsonl.zst"), strict=True)]
         self.rejects = [orjson.loads(line) for line in (out / "rejects.jsonl").read_bytes().splitlines()]
+        for entry in [a["lineage"] for a in self.accepted] + self.rejects:  # every outcome's lineage has its shape
+            assert not lineage_errors(entry), (entry["source"], lineage_errors(entry))
 
     def rejected(self) -> list[tuple[int, str, str]]:
         return [(r["source"]["line"], r["reason"], r["detail"]) for r in self.rejects]
@@ -260,7 +263,7 @@ def test_a_stage_failure_is_one_line_on_stderr_and_exit_1(stage):
 @given(st.lists(st.text(max_size=30), max_size=20))
 def test_a_zst_file_round_trips_its_lines(tmp_path_factory, texts):
     """Files named *.zst (the category stage's big outputs) are written and read compressed."""
-    from cqia.fileio import Staging, dumps_line
+    from cqia.common.fileio import Staging, dumps_line
 
     path = tmp_path_factory.mktemp("zst") / "records.jsonl.zst"
     with Staging() as staging, staging.open(path) as out:
@@ -271,7 +274,7 @@ def test_a_zst_file_round_trips_its_lines(tmp_path_factory, texts):
 
 
 def test_a_damaged_zst_file_is_a_one_line_error_naming_it(tmp_path):
-    from cqia.fileio import Staging, dumps_line
+    from cqia.common.fileio import Staging, dumps_line
 
     path = tmp_path / "lineage.jsonl.zst"
     with Staging() as staging, staging.open(path) as out:

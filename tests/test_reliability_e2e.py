@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import BIN, release_lineage
-from cqia.fileio import read_jsonl
+from cqia.common.fileio import read_jsonl
 from stages.category import PAUSE_ENV
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Reports (cqia/reports.py, cqia/datadocs.py, stages/report.py): statistics, DVC metrics and plots,
+"""Reports (cqia/publish/stats.py, cqia/report/datadocs.py, stages/report.py): statistics, DVC metrics and plots,
 GX Data Docs that read offline.
 
 Fast tests run the pure core, GX's renderer (real, no network) and the stage entry on a hand-built
@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqia.errors import CqiaError
-from cqia.fileio import dumps_line, dumps_pretty
-from cqia.datadocs import RUN_TIME, gate_page, index_page, offline
-from cqia.reports import CategoryStats, histogram_percentile
+from cqia.common.errors import CqiaError
+from cqia.common.fileio import dumps_line, dumps_pretty
+from cqia.report.datadocs import RUN_TIME, gate_page, index_page, offline
+from cqia.publish.stats import CategoryStats, histogram_percentile
 from stages import report
 from conftest import release_lineage
 from tests.conftest import ROOT
@@ -203,7 +203,7 @@ def test_offline_removes_what_gx_fetches_and_stops_on_anything_new():
     assert '<a href="index.html"><span>GX</span></a>' in out and "onclick" not in out
     with pytest.raises(CqiaError) as err:
         offline("<html><head></head><body><video src='https://cdn.example/v.mp4'></video></body></html>", "t")
-    assert str(err.value) == ("cqia/datadocs.py: the Data Docs page 't' still fetches something: "
+    assert str(err.value) == ("cqia/report/datadocs.py: the Data Docs page 't' still fetches something: "
                               "<video src='https://cdn.example/v.mp4'>. great_expectations' page template has "
                               "changed; extend `offline` to remove it")
 
@@ -223,10 +223,9 @@ def build_tree(root: Path) -> None:
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     shutil.copytree(ROOT / "schemas", root / "schemas")
     shutil.copytree(ROOT / "expectations", root / "expectations")
-    from cqia.formats import FORMAT_NAMES
-    from cqia.params import load_categories, load_yaml
+    from cqia.common.params import load_categories, load_yaml
 
-    names = [c.name for c in load_categories(load_yaml(root / "params.yaml"), FORMAT_NAMES)]
+    names = [c.name for c in load_categories(load_yaml(root / "params.yaml"))]
     categories = {}
     for i, name in enumerate(names):
         categories[name] = {"raw": 10, "released": len(RECORDS) - i, "rejected": 6 + i,

@@ -7,10 +7,10 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cqia.errors import CqiaError
-from cqia.normalize import normalize_text, rule_chain
-from cqia.pii import KINDS, LABELS, id_card_checksum_ok, may_hold, redact, scan
-from cqia.rules import RuleSet, _spam_unit, check, gbk_mojibake
+from cqia.common.errors import CqiaError
+from cqia.ingest.normalize import normalize_text, rule_chain
+from cqia.ingest.pii import KINDS, LABELS, id_card_checksum_ok, may_hold, redact, scan
+from cqia.ingest.rules import RuleSet, _spam_unit, check, gbk_mojibake
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = {"min_chars": {"output": 4}, "max_chars": {"instruction": 10}}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from cqia.errors import CqiaError
-from cqia.formats import FORMAT_NAMES
-from cqia.params import category_from_params, check_name, check_relative_file, load_yaml
+from cqia.common.errors import CqiaError
+from cqia.ingest.config import checked_category
+from cqia.common.params import check_name, check_relative_file, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,5 +139,5 @@ def test_every_accepted_raw_file_is_a_file_inside_the_raw_directory(value):
 def test_params_entries_cannot_point_outside(entry, message):
     base = {"format": "poison-mpts", "raw": ["train.jsonl"]}
     with pytest.raises(CqiaError) as exc:
-        category_from_params("t", {**base, **entry}, FORMAT_NAMES)
+        checked_category("t", {**base, **entry})
     assert str(exc.value).startswith(f"params.yaml: {message}")

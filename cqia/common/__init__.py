@@ -1,0 +1,1 @@
+"""What every phase shares: errors, file I/O, params, the lineage format, stage entries."""

@@ -1,0 +1,139 @@
+"""params.yaml: the source categories, their defaults and rule thresholds.
+
+This module reads params and checks each category's shape (names, raw files, defaults), cheaply:
+the aggregating stages (dedup, publish, merge, report) need only the names and their order, so
+they do not import the rules. `cqia.ingest.config` adds the checks of what only the category stage
+uses (the format, the rules' knobs, the normalisation options). YAML is loaded with ruamel's safe
+loader.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from cqia.common.errors import CqiaError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+RECORD_DEFAULT_KEYS = ("task_type", "domain", "answer_from", "human_verified", "copyright", "metadata")
+CATEGORY_KEYS = {
+    "format", "raw", "suite", "source", "construction", "defaults", "rules", "review", "normalize",
+}
+
+
+def load_yaml(path: str | Path) -> Any:
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle)
+    except FileNotFoundError:
+        raise CqiaError("file not found", where=str(path), fix="Run from the repository root") from None
+    except Exception as exc:  # ruamel raises many types; all mean "not valid YAML"
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise CqiaError(f"not valid YAML ({getattr(exc, 'problem', exc)})", where=where,
+                        fix="Fix the YAML syntax") from None
+
+
+@dataclass(frozen=True)
+class Category:
+    """One source category, as checked from its params entry."""
+
+    name: str
+    format: str
+    raw: tuple[str, ...]
+    suite: str
+    source: str
+    construction: str
+    defaults: dict[str, Any]
+    rules: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
+    normalize: dict[str, Any] = field(default_factory=dict)
+
+
+def check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise CqiaError(
+            f"category name {name!r} is not allowed",
+            where=where,
+            fix="Use lower-case letters, digits and '_' only (it becomes a directory name; no '/' or '..')",
+        )
+    return name
+
+
+def check_relative_file(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise CqiaError(f"raw file {value!r} must be a non-empty string", where=where)
+    path = Path(value)
+    if (path.is_absolute() or ".." in path.parts or len(path.parts) != 1 or path.name != value
+            or any(ord(ch) < 0x20 or ch == "\x7f" for ch in value)):
+        raise CqiaError(
+            f"raw file {value!r} must be a plain file name inside the category's raw directory",
+            where=where,
+            fix="Put the file in data/raw/<category>/ and list only its name",
+        )
+    return value
+
+
+def category_from_params(name: str, entry: Any, where: str = "params.yaml") -> Category:
+    """The category's entry, its shape checked; `cqia.ingest.config.checked_category` checks the rest."""
+    key = f"{where}: categories.{name}"
+    check_name(name, where)
+    if not isinstance(entry, dict):
+        raise CqiaError("must be a mapping", where=key)
+    unknown = sorted(set(entry) - CATEGORY_KEYS)
+    if unknown:
+        raise CqiaError(f"unknown key(s) {unknown}", where=key, fix=f"Available keys: {sorted(CATEGORY_KEYS)}")
+    fmt = entry.get("format")
+    if not isinstance(fmt, str):
+        raise CqiaError(f"format {fmt!r} must be the name of a format", where=f"{key}.format",
+                        fix="Run `cqia check` to list the formats")
+    raw = entry.get("raw")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise CqiaError("must list at least one raw file", where=f"{key}.raw")
+    raw = tuple(check_relative_file(r, f"{key}.raw") for r in raw)
+    suite = entry.get("suite", "default")
+    check_name(suite, f"{key}.suite")
+    defaults = entry.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise CqiaError("must be a mapping", where=f"{key}.defaults")
+    unknown = sorted(set(defaults) - set(RECORD_DEFAULT_KEYS))
+    if unknown:
+        raise CqiaError(f"unknown key(s) {unknown}", where=f"{key}.defaults",
+                        fix=f"Available keys: {list(RECORD_DEFAULT_KEYS)}")
+    for section in ("rules", "review", "normalize"):
+        if not isinstance(entry.get(section) or {}, dict):
+            raise CqiaError("must be a mapping", where=f"{key}.{section}")
+    return Category(
+        name=name,
+        format=fmt,
+        raw=raw,
+        suite=suite,
+        source=str(entry.get("source", "")),
+        construction=str(entry.get("construction", "")),
+        defaults=dict(defaults),
+        rules=dict(entry.get("rules") or {}),
+        review=dict(entry.get("review") or {}),
+        normalize=dict(entry.get("normalize") or {}),
+    )
+
+
+def load_categories(params: dict[str, Any], where: str = "params.yaml") -> list[Category]:
+    """All categories, in params order (the order merge keeps duplicates by)."""
+    entries = params.get("categories") if isinstance(params, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise CqiaError("no 'categories' mapping", where=where, fix="Add at least one source category")
+    return [category_from_params(name, entry, where) for name, entry in entries.items()]
+
+
+def load_category(params: dict[str, Any], name: str, where: str = "params.yaml") -> Category:
+    entries = params.get("categories") or {}
+    if name not in entries:
+        raise CqiaError(f"unknown category {name!r}", where=where, fix=f"Available categories: {list(entries)}")
+    return category_from_params(name, entries[name], where)

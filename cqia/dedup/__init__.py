@@ -1,0 +1,1 @@
+"""Dedup: exact and near duplicates across the release, from the categories' keys."""

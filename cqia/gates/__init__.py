@@ -1,0 +1,1 @@
+"""Gates: the JSON Schema, the accounting check and the Great Expectations suites."""

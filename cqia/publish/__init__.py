@@ -1,0 +1,1 @@
+"""Publish: a category's part of the release (records, Parquet, lineage, card, statistics)."""

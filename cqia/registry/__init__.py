@@ -1,0 +1,1 @@
+"""The registry over releases: reading (api), auditing, releasing, review sheets, export."""
