@@ -126,7 +126,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     if local:
         click.echo(f"Remote '{name}' is a directory on this machine; to share the data beyond it, also "
                    + (f"`dvc push -r {shared[0]}`" if shared else "push to a remote others can reach")
-                   + " (README: Cutting a release).")
+                   + " (docs/releases.md: Cutting a release).")
 
 
 def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dict[str, str], name: str | None,
