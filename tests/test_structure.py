@@ -136,3 +136,15 @@ def test_what_commands_write_by_default_is_git_ignored():
                plots / "index.html", Path("dvc_plots/index.html")]  # the last: DVC's default, without the config
     proc = subprocess.run(["git", "check-ignore", *map(str, written)], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.splitlines() == [str(p) for p in written]
+
+
+def test_the_record_fields_are_the_schemas():
+    """cqia.common.record spells the record's fields once; the schema is their definition."""
+    import orjson
+
+    from cqia.common.record import DEFAULTABLE_KEYS, RECORD_KEYS, TEXT_FIELDS
+
+    schema = orjson.loads((ROOT / "schemas/record.schema.json").read_bytes())
+    assert RECORD_KEYS == tuple(schema["properties"]) == tuple(schema["required"])
+    assert all(schema["properties"][k]["type"] == "string" for k in TEXT_FIELDS)
+    assert set(DEFAULTABLE_KEYS) == set(RECORD_KEYS) - {"id", *TEXT_FIELDS}

@@ -22,9 +22,10 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from cqia.common.errors import CqiaError
+from cqia.common.record import DEFAULTABLE_KEYS
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
-RECORD_DEFAULT_KEYS = ("task_type", "domain", "answer_from", "human_verified", "copyright", "metadata")
+RECORD_DEFAULT_KEYS = DEFAULTABLE_KEYS
 CATEGORY_KEYS = {
     "format", "raw", "suite", "source", "source_dataset", "construction", "license", "license_terms", "defaults",
     "rules", "review", "normalize",

@@ -56,13 +56,13 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
+from cqia.common.record import TEXT_FIELDS
 from cqia.common.pii_kinds import PII_FIELDS
 from cqia.common.lineage import edit_step
 from cqia.ingest import pii
 from cqia.common.errors import CqiaError
 
 Verdict = tuple[str, str] | None
-TEXT_FIELDS = ("instruction", "input", "output")
 # PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in
 # `metadata` (a source URL with a contact address, say) and `copyright` ("联系作者 a@b.cn").
 
