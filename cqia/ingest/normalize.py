@@ -203,8 +203,6 @@ RULES: dict[str, Callable[[str], str]] = {
 }
 RULES.update({f"opencc_{config}": _opencc(config) for config in OPENCC_CONFIGS})
 DEFAULT_RULES = ("newlines", "nfc", "control", "zero_width", "bidi", "strip")
-OPTIONAL_RULES = (("fullwidth_ascii", "cjk_spaces", "separator_lines_collapse", "separator_lines_strip")
-                  + tuple(f"opencc_{config}" for config in OPENCC_CONFIGS))
 SEPARATOR_MODES = ("collapse", "strip")
 OPTIONS = {
     "fullwidth_ascii": "true to turn full-width letters, digits and U+3000 into ASCII",

@@ -66,12 +66,14 @@ Verdict = tuple[str, str] | None
 # PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in
 # `metadata` (a source URL with a contact address, say) and `copyright` ("联系作者 a@b.cn").
 
+# Every reason code a raw record can be rejected with, whatever rejects it (parse, rules, review,
+# schema, dedup); `duplicate_of` and `near_duplicate_of` carry `:<id>` in the record's reason.
 REASONS = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field",
     "invisible_chars", "pii",
     "empty_instruction", "empty_output", "mojibake", "output_equals_instruction", "output_echoes_instruction",
     "too_short", "too_long", "low_cjk_ratio", "repeated_chars", "repeated_lines",
-    "review_rejected", "review_pending", "schema_invalid", "duplicate_of",
+    "review_rejected", "review_pending", "schema_invalid", "duplicate_of", "near_duplicate_of",
 )
 
 # --- character classes ---------------------------------------------------------
