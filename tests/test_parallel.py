@@ -32,7 +32,8 @@ from cqia.common.params import load_yaml
 from cqia.ingest.judge import Processor, Source, make_id
 from cqia.ingest.decisions import Decision, load_decisions
 from cqia.gates.schema import RecordSchema
-from stages.category import PAUSE_ENV, main, read_raw_file, written_form
+from cqia.ingest.written import written_form
+from stages.category import PAUSE_ENV, main, read_raw_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = RecordSchema.from_file(ROOT / "schemas/record.schema.json")
@@ -146,6 +147,25 @@ def test_a_json_array_problem_stops_both_runs_alike(tmp_path):
     assert messages[0] == messages[1] == (f"{tmp_path / 'part1.json'}:31: element 31 is cut off and the array has "
                                           "no closing ']': the file looks truncated. Download the file again "
                                           "(compare its md5 with upstream's)")
+
+
+def test_chunks_are_numbered_and_name_their_place_in_the_file(tmp_path):
+    """What a failed chunk's error names (cqia/ingest/ray_executor.py): its number, its bytes or elements."""
+    body = b"".join(line(f"问题{i}", f"回答{i}很长很长。") for i in range(30))
+    (tmp_path / "train.jsonl").write_bytes(body)
+    items = read_raw_file(tmp_path / "train.jsonl", FORMATS["poison-mpts"])
+    chunks = list(Workers(None, None, 2, 100)._chunks(Source("train.jsonl", "0" * 32), items))
+    assert [chunk.number for chunk in chunks] == list(range(1, len(chunks) + 1)) and len(chunks) > 3
+    spans = [tuple(int(n) for n in chunk.span.removeprefix("bytes ").split("-")) for chunk in chunks]
+    assert [body[a:b + 1] for a, b in spans] == [chunk.data for chunk in chunks]
+    assert spans[0][0] == 0 and spans[-1][1] == len(body) - 1
+
+    element = '{"instruction": "下列做法正确的是？", "input": "", "output": "B"}'
+    (tmp_path / "part1.json").write_text("[" + ",\n".join([element] * 10) + "]", encoding="utf-8")
+    items = read_raw_file(tmp_path / "part1.json", FORMATS["coig-human-value"])
+    chunks = list(Workers(None, None, 2, 100)._chunks(Source("part1.json", "0" * 32), items))
+    assert [chunk.span for chunk in chunks] == ["elements 1-2", "elements 3-4", "elements 5-6", "elements 7-8",
+                                                "elements 9-10"]
 
 
 def worker_render(action, outcomes):
