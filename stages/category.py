@@ -16,6 +16,11 @@ names end in `.zst`, as dvc.yaml names them: cqia/common/fileio.py), the
 rejects with reason codes and their lineage, the keys the dedup stage compares
 (cqia/dedup/keys.py: id, exact key, MinHash signatures) and metrics; all five
 appear together, and only if every gate passed.
+
+Where the records are judged is an environment setting, never a param: the
+bytes are the same either way (cqia/ingest/executor.py). CQIA_EXECUTOR=local
+(default) uses forked workers on this machine (CQIA_WORKERS of them);
+CQIA_EXECUTOR=ray sends the chunks to a Ray cluster (docs/ray.md).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from cqia.common.fileio import Staging, dumps_pretty, file_digest
 from cqia.dedup.neardup import NearDupConfig
 from cqia.ingest.formats import (FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
                           file_problems, parse_json_array, parse_jsonl, sniff)
-from cqia.ingest.parallel import Workers, worker_count
+from cqia.ingest.executor import open_workers
 from cqia.common.params import load_yaml
 from cqia.ingest.config import load_checked_category
 from cqia.common.progress import progress
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple] = []
 
     with Staging() as staging, staging.open(args.accepted) as acc_out, staging.open(args.lineage) as lin_out, \
-            staging.open(args.rejects) as rej_out, Workers(*spec.build(), worker_count()) as workers:
+            staging.open(args.rejects) as rej_out, open_workers(spec) as workers:
         processor = workers.processor
         for name in category.raw:
             path = raw_dir / name

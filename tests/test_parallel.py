@@ -26,6 +26,7 @@ from cqia.dedup.keys import KeysBuilder
 from cqia.common.errors import CqiaError
 from cqia.ingest.formats import FORMATS
 from cqia.dedup.neardup import NearDupConfig
+from cqia.ingest.executor import EXECUTOR_ENV, executor_name
 from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
 from cqia.ingest.config import checked_category
 from cqia.common.params import load_yaml
@@ -208,12 +209,25 @@ def test_the_workers_knob(value, expected):
     assert worker_count({WORKERS_ENV: value}) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
-def test_a_bad_workers_knob_is_named_with_the_fix(value):
+@pytest.mark.parametrize("value, expected", [("", "local"), ("local", "local"), ("ray", "ray"), (" ray ", "ray")])
+def test_the_executor_knob(value, expected):
+    assert executor_name({EXECUTOR_ENV: value}) == expected
+    assert executor_name({}) == "local"
+
+
+WORKERS_FIX = "Use a whole number of worker processes, e.g. 2 (1 runs the category stage in one process), or unset it " \
+              "to use every core"
+EXECUTOR_FIX = "Use one of ['local', 'ray'], or unset it (local: worker processes on this machine)"
+
+
+@pytest.mark.parametrize("knob, read, value, fix", [
+    *[(WORKERS_ENV, worker_count, value, WORKERS_FIX) for value in ("0", "two", "-1")],
+    *[(EXECUTOR_ENV, executor_name, value, EXECUTOR_FIX) for value in ("spark", "Ray", "fork")],
+])
+def test_a_bad_knob_is_named_with_the_fix(knob, read, value, fix):
     with pytest.raises(CqiaError) as exc:
-        worker_count({WORKERS_ENV: value})
-    assert str(exc.value) == (f"CQIA_WORKERS is {value!r}. Use a whole number of worker processes, e.g. 2 (1 runs the "
-                              "category stage in one process), or unset it to use every core")
+        read({knob: value})
+    assert str(exc.value) == f"{knob} is {value!r}. {fix}"
 
 
 # --- the stage entry ------------------------------------------------------------------
