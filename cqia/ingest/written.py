@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Callable
 
 from cqia.common.fileio import dumps_line
+from cqia.common.lineage import gate_step
 from cqia.common.params import Category
 from cqia.dedup.keys import KeysBuilder
 from cqia.dedup.neardup import NearDupConfig
@@ -51,8 +52,7 @@ def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list
     out = []
     for outcome in outcomes:
         if outcome.accepted:
-            outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations", "suite": suite,
-                                             "result": "pass"})
+            outcome.lineage["steps"].append(gate_step(suite))
             out.append((True, None, (dumps_line(outcome.record), dumps_line(outcome.lineage)),
                         gx_row(outcome.record), next(key_rows)))
         else:
