@@ -32,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from cqia.gates.accounting import check_accounting
 from cqia.dedup.keys import to_table
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
@@ -187,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                             where=f"{reviews}:{first.line}",
                             fix="Fix the id (see `cqia review export`) or remove the line")
         raw_total = sum(f["records"] for f in files.values())
-        accounting = {"raw": raw_total, "accepted": accepted, "rejected": rejected,
-                      "success": raw_total == accepted + rejected}
-        if not accounting["success"]:
-            raise GateFailed(f"accounting gate failed: {raw_total} raw records but {accepted} accepted + "
-                             f"{rejected} rejected", where=f"category {category.name}")
+        accounting = check_accounting("raw", raw_total, {"accepted": accepted, "rejected": rejected},
+                                      where=f"category {category.name}")
         if rows or not gate.rows:
             gate.validate_rows(GX_COLUMNS, rows)
         gx_result = gate.result()

@@ -105,3 +105,4 @@ def test_every_reason_code_is_listed_once_in_the_rules():
     assert seen <= set(REASONS)
     troubleshooting = (ROOT / "docs/troubleshooting.md").read_text(encoding="utf-8")
     assert [r for r in REASONS if f"`{r}" not in troubleshooting] == []
+
