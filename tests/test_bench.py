@@ -160,6 +160,7 @@ def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
     assert "full dvc repro (all gates, exact dedup)" in table(results)
 
 
+@pytest.mark.process
 def test_the_bench_repo_can_use_another_dvc_cache_type(tmp_path):
     from bench.run import build_repo, run_name
 

@@ -36,6 +36,8 @@ from cqia.gates.schema import RecordSchema
 from cqia.ingest.written import written_form
 from stages.category import PAUSE_ENV, main, read_raw_file
 
+pytestmark = pytest.mark.process  # the stage entry: its Great Expectations gate and forked workers
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = RecordSchema.from_file(ROOT / "schemas/record.schema.json")
 NEAR = NearDupConfig(ngram=3, num_perm=16, bands=4)
