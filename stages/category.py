@@ -42,7 +42,7 @@ from cqia.ingest.formats import (FORMATS, SNIFF_BYTES, Format, RawItem, check_en
 from cqia.ingest.executor import open_workers
 from cqia.common.params import load_yaml
 from cqia.ingest.config import load_checked_category
-from cqia.common.progress import progress
+from cqia.common.progress import jsonl_records, progress
 from cqia.ingest.judge import Source
 from cqia.ingest.written import GX_COLUMNS, JudgeSpec
 from cqia.ingest.decisions import load_decisions
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                 fix=f"Put it in {raw_dir}/ (or `dvc pull` it), or fix categories.{category.name}.raw")
             source = Source(file=path.as_posix(), md5=file_digest(path))
             items = read_raw_file(path, fmt)
-            kept = progress(workers.outcomes(source, items), f"{category.name} {name}")
+            kept = progress(workers.outcomes(source, items), f"{category.name} {name}",
+                            total=lambda path=path: jsonl_records(path))
             for is_accepted, reason, line, row, key_row in kept:
                 if written == pause_after:
                     _pause(written, acc_out, lin_out, rej_out)
