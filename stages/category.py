@@ -32,6 +32,7 @@ from cqia.dedup.keys import KeysBuilder, to_table
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import Staging, dumps_line, dumps_pretty, file_digest
+from cqia.common.lineage import gate_step
 from cqia.dedup.neardup import NearDupConfig
 from cqia.ingest.formats import (FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
                           file_problems, parse_json_array, parse_jsonl, sniff)
@@ -67,8 +68,7 @@ def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list
     out = []
     for outcome in outcomes:
         if outcome.accepted:
-            outcome.lineage["steps"].append({"step": "gate", "gate": "great_expectations", "suite": suite,
-                                             "result": "pass"})
+            outcome.lineage["steps"].append(gate_step(suite))
             out.append((True, None, (dumps_line(outcome.record), dumps_line(outcome.lineage)),
                         gx_row(outcome.record), next(key_rows)))
         else:

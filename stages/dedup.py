@@ -9,8 +9,9 @@ category's `keys.parquet` (written by its category stage: id, exact key and
 MinHash signatures; never the texts). Writes `<category>.jsonl` per category:
 one line per accepted record that is dropped (`duplicate_of:<id>`,
 `near_duplicate_of:<id>` with the similarities) or kept with near duplicates
-(`near_duplicates: [...]`), in file order. A category whose decisions did not
-change gets the same bytes, so DVC does not rerun its `publish` stage.
+(`near_duplicates: [...]`), in file order; a category with none gets one blank
+line (fileio.EMPTY_JSONL). A category whose decisions did not change gets the
+same bytes, so DVC does not rerun its `publish` stage.
 Gates: every decision passes schemas/dedup.schema.json, and the decisions
 pass the Great Expectations suite (ids unique, similarities in [threshold, 1]).
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from cqia.dedup.keys import from_table, iter_decisions, stack
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
-from cqia.common.fileio import Staging, dumps_line, dumps_pretty
+from cqia.common.fileio import EMPTY_JSONL, Staging, dumps_line, dumps_pretty
 from cqia.dedup.neardup import NearDupConfig
 from cqia.common.params import load_categories, load_yaml
 from cqia.gates.schema import RecordSchema
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with Staging() as staging:
         tmp = staging.directory(out_dir)
         for cat in categories:
-            (tmp / f"{cat.name}.jsonl").write_bytes(lines[cat.name])
+            (tmp / f"{cat.name}.jsonl").write_bytes(lines[cat.name] or EMPTY_JSONL)
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0

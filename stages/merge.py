@@ -13,7 +13,9 @@ size. The release gate (expectations/release.json, Great Expectations) runs
 on every released id: unique across the release, every category present,
 the row count the summaries add up to. Writes `manifest.json` (counts,
 schema version, raw inputs, the sha256 of every release file) and the
-dataset card, both or neither.
+dataset card (cqia/publish/card.py: features from the schema, split sizes from the
+summaries, licences, sources and PII rules from each category's params), both
+or neither.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import Staging, dumps_pretty
 from cqia.common.lineage import INDEX_FILE
-from cqia.dedup.neardup import NearDupConfig
 from cqia.common.params import load_categories, load_yaml
-from cqia.publish.card import dataset_card
+from cqia.common.pii_kinds import LABELS as PII_LABELS
+from cqia.common.pii_kinds import MASKS as PII_MASKS
+from cqia.common.pii_kinds import PII_FIELDS
+from cqia.dedup.neardup import NearDupConfig
 from cqia.gates.schema import RecordSchema
+from cqia.publish.card import PiiLegend, dataset_card
 
 CARD = "README.md"
-MANIFEST = "manifest.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     version = release.get("version")
     if not isinstance(version, str) or not version:
         raise CqiaError("release.version is missing", where=args.params, fix="Set it, e.g. 'v0.1'")
+    if "license" in release:
+        raise CqiaError("release.license: the licence is per source category", where=args.params,
+                        fix="Remove it and set categories.<name>.license (and license_terms for `other`)")
     categories = load_categories(params, args.params)
     neardup = NearDupConfig.from_params(params.get("neardup"), args.params)
     schema = RecordSchema.from_file(args.schema)
@@ -92,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         example = example or part["example"]
         clusters += part["near_duplicate_clusters"]
         near_duplicates += part["rejected_by_reason"].get("near_duplicate_of", 0)
-        summary.append({**{k: part[k] for k in ("raw", "released", "rejected", "rejected_by_reason")},
-                        "name": cat.name, "source": cat.source, "construction": cat.construction})
+        summary.append({**{k: part[k] for k in ("raw", "released", "rejected", "rejected_by_reason", "num_bytes")},
+                        "name": cat.name, "source": cat.source, "source_dataset": cat.source_dataset,
+                        "construction": cat.construction, "license": cat.license,
+                        "license_terms": cat.license_terms, "copyright": cat.defaults.get("copyright", ""),
+                        "pii": cat.rules.get("pii") or {},
+                        "parquet_bytes": part["files"][f"{cat.name}/train.parquet"]["bytes"]})
     # One frame of every released id: uniqueness is checked across the whole release.
     gate.validate_table(pa.concat_tables(released_ids))
     del released_ids
@@ -101,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if not gx_result["success"]:
         raise GateFailed(failure_report(gx_result, f"release {version} ({args.suite})"))
 
-    card = dataset_card(dict(release), summary, example).encode("utf-8")
+    neardup_stats = {**neardup.as_dict(), "clusters": clusters, "near_duplicates": near_duplicates}
+    card = dataset_card(dict(release), summary, example, schema.schema, PiiLegend(PII_FIELDS, PII_LABELS, PII_MASKS),
+                        neardup_stats).encode("utf-8")
     files[CARD] = {"sha256": hashlib.sha256(card).hexdigest(), "bytes": len(card)}
     manifest = {
         "name": release.get("name", "COIG-CQIA"),
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "categories": {c["name"]: {k: c[k] for k in ("raw", "released", "rejected", "rejected_by_reason")}
                        for c in summary},
         "raw_inputs": dict(sorted(raw_inputs.items())),
-        "neardup": {**neardup.as_dict(), "clusters": clusters, "near_duplicates": near_duplicates},
+        "neardup": neardup_stats,
         "files": dict(sorted(files.items())),
     }
     metrics = {"version": version, "released": total, "categories": manifest["categories"],

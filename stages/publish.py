@@ -33,8 +33,8 @@ import orjson
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
-from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, final_line,
-                          lineage_path, records_path)
+from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, dedup_pass_step,
+                                 dedup_reject_step, final_line, lineage_path, records_path)
 from cqia.common.progress import progress
 from cqia.publish.card import parquet_schema
 from cqia.publish.stats import CategoryStats
@@ -52,16 +52,11 @@ def load_decisions(path: Path) -> dict[str, dict[str, Any]]:
 def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | None, str]:
     """The lineage step of the dedup decision, the reject reason (None: released) and its detail."""
     if decision is None or "reason" not in decision:
-        step: dict[str, Any] = {"step": "dedup", "result": "pass"}
-        if decision and decision.get("near_duplicates"):
-            step["near_duplicates"] = decision["near_duplicates"]
-            step["kept_because"] = "first in release order"
-        return step, None, ""
-    step = {"step": "dedup", "result": "reject", **{k: v for k, v in decision.items() if k != "id"}}
+        return dedup_pass_step(decision and decision.get("near_duplicates")), None, ""
+    step = dedup_reject_step(decision)
     if "duplicate_of" in decision:
         return step, decision["reason"], f"same instruction, input and output as {decision['duplicate_of']}"
     kept = decision["near_duplicate_of"]
-    step["kept_because"] = "first in release order"
     return step, decision["reason"], (
         f"near duplicate of {kept} (kept: first in release order): estimated Jaccard similarity "
         f"{decision['similarity']:.2f} of instruction+input+output and {decision['output_similarity']:.2f} of output, "
@@ -78,6 +73,14 @@ def parquet_batch(lines: list[bytes], pschema):
     # Arrow reads in blocks, and a record must fit in one.
     blocks = pj.ReadOptions(block_size=max(1 << 20, 2 * max(map(len, lines))))
     return pj.read_json(io.BytesIO(b"".join(lines)), read_options=blocks, parse_options=options).select(pschema.names)
+
+
+def write_batch(parquet, lines: list[bytes], pschema) -> int:
+    """Write released record lines to the Parquet file; return their size as Arrow data (what
+    `datasets` counts as a split's num_bytes when it reads the file)."""
+    table = parquet_batch(lines, pschema)
+    parquet.write_table(table)
+    return table.nbytes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     pschema = parquet_schema()
     GX_SCHEMA = pa.schema([("id", pa.string()), ("status", pa.string()), ("reason", pa.string())])
     released = 0
+    arrow_bytes = 0          # the released records as Arrow data: the split's num_bytes in the dataset card
     dropped: Counter[str] = Counter()
     near_kept = 0
     example = None
@@ -141,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                 records_out.write(line)
                 batch.append(line)
                 if len(batch) >= BATCH:
-                    parquet.write_table(parquet_batch(batch, pschema))
+                    arrow_bytes += write_batch(parquet, batch, pschema)
                     batch = []
                 lineage_out.write_line(final, rid, name, True, None, record_at)
             if batch:
-                parquet.write_table(parquet_batch(batch, pschema))
+                arrow_bytes += write_batch(parquet, batch, pschema)
             for entry in read_jsonl(args.rejects):
                 lineage_out.write(entry)
         if decisions:
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             files[relpath] = {"sha256": file_digest(path, "sha256"), "bytes": path.stat().st_size}
         summary = {"category": name, "raw": cmetrics["raw"], "accepted": cmetrics["accepted"],
-                   "released": released, "rejected": sum(rejected.values()),
+                   "released": released, "num_bytes": arrow_bytes, "rejected": sum(rejected.values()),
                    "rejected_by_reason": dict(sorted(rejected.items())),
                    "near_duplicate_clusters": near_kept,
                    "raw_inputs": {file: info["md5"] for file, info in cmetrics["files"].items()},

@@ -10,11 +10,13 @@
 Reads `release.version` and `categories` from params. Writes per-category
 statistics (`dvc metrics show`, see cqia/publish/stats.py; the publish stages
 gathered them while writing the records, so no record is read here), one CSV per category and
-plot under `--plots` (`dvc plots show`), and under `--datadocs` one Great
+plot under `--plots` (`dvc plots show`, whose page loads Vega from a CDN), the same plots as
+static SVG charts `--plots/<plot>.svg` (every category in one chart; drawn offline, shown on
+the Data Docs index), and under `--datadocs` one Great
 Expectations Data Docs page per gate run (category-<name>.html for each
 category stage, release.html for merge), rendered by GX from the results the
 stages wrote to their metrics and made to read offline, plus index.html
-linking them (see cqia/report/datadocs.py). The GX pages cost the stage about 2 s of
+linking them and showing the charts (see cqia/report/datadocs.py). The GX pages cost the stage about 2 s of
 importing great_expectations, which happens only when they are rendered.
 Nothing here is in data/release, so consumers of a release do not download
 the report.
@@ -30,14 +32,13 @@ from typing import Any
 
 import orjson
 
-from cqia.report.datadocs import gate_page, index_page
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.fileio import Staging, dumps_pretty, read_json
 from cqia.common.params import load_categories, load_yaml
-from cqia.publish.stats import PLOTS, CategoryStats
 from cqia.gates.schema import RecordSchema
-
-ALL = "all"
+from cqia.publish.stats import ALL, PLOTS, CategoryStats
+from cqia.report.charts import chart_spec, chart_svg
+from cqia.report.datadocs import gate_page, index_page
 
 
 def csv_bytes(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
@@ -105,10 +106,17 @@ def main(argv: list[str] | None = None) -> int:
             out.write(dumps_pretty(metrics))
 
         plots = staging.directory(args.plots)
+        by_plot: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in PLOTS}
         for s, per in [*((s, reasons[s.name]) for s in stats), (total, all_reasons)]:
             for name, rows in s.plot_rows(per).items():
                 (plots / name).mkdir(exist_ok=True)
-                (plots / name / f"{s.name}.csv").write_bytes(csv_bytes(PLOTS[name][0], rows))
+                (plots / name / f"{s.name}.csv").write_bytes(csv_bytes(PLOTS[name].columns, rows))
+                by_plot[name][s.name] = rows
+        charts = []
+        for name, rows in by_plot.items():
+            (plots / f"{name}.svg").write_text(chart_svg(chart_spec(name, rows)), encoding="utf-8")
+            charts.append({"href": os.path.relpath(Path(args.plots) / f"{name}.svg", args.datadocs),
+                           "title": PLOTS[name].title})
 
         docs = staging.directory(args.datadocs)
         pages = []
@@ -152,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             other_gates=[("accounting", bool(release_metrics["gates"]["accounting"]["success"]),
                           "raw = released + rejected, per category; released ids = the summaries' counts")],
             context=[("stage", "merge"), ("released records", release_metrics["released"])]))
-        (docs / "index.html").write_text(index_page(f"Gate runs of release {version}", pages), encoding="utf-8")
+        (docs / "index.html").write_text(index_page(f"Gate runs of release {version}", pages, charts),
+                                         encoding="utf-8")
     return 0
 
 

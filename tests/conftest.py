@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cqia import sandbox
+from cqia.common.lineage import SCHEMA_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -27,13 +29,30 @@ def remove_outputs(release: Path) -> None:
             path.rmdir()
 
 
+@functools.cache
+def _lineage_validator():
+    import jsonschema
+    import orjson
+
+    return jsonschema.Draft202012Validator(orjson.loads((ROOT / SCHEMA_FILE).read_bytes()))
+
+
+def lineage_errors(entry: dict) -> list[str]:
+    """Where a lineage line breaks schemas/lineage.schema.json (none: it is valid)."""
+    return [f"{e.json_path}: {e.message}" for e in _lineage_validator().iter_errors(entry)]
+
+
 def release_lineage(release: Path) -> list[dict]:
-    """Every lineage line of a built release, category by category in manifest order."""
+    """Every lineage line of a built release, category by category in manifest order; each
+    line is checked against schemas/lineage.schema.json on the way."""
     import orjson
 
     manifest = orjson.loads((release / "manifest.json").read_bytes())
-    return [orjson.loads(line) for name in manifest["categories"]
-            for line in (release / "lineage" / name / "lineage.jsonl").read_bytes().splitlines()]
+    lines = [orjson.loads(line) for name in manifest["categories"]
+             for line in (release / "lineage" / name / "lineage.jsonl").read_bytes().splitlines()]
+    for entry in lines:
+        assert not lineage_errors(entry), (entry["id"], lineage_errors(entry))
+    return lines
 
 
 def release_records_bytes(release: Path) -> bytes:
@@ -42,6 +61,15 @@ def release_records_bytes(release: Path) -> bytes:
 
     manifest = orjson.loads((release / "manifest.json").read_bytes())
     return b"".join((release / name / "train.jsonl").read_bytes() for name in manifest["categories"])
+
+
+def as_registry(path: Path) -> Path:
+    """Make `path` a directory the CLI takes for a registry (`dvc.yaml` and `.dvc/`), for fast
+    tests that chdir into a hand-made tree; returns `path`."""
+    (path / ".dvc").mkdir(parents=True, exist_ok=True)
+    if not (path / "dvc.yaml").exists():
+        (path / "dvc.yaml").write_text("stages: {}\n")
+    return path
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:

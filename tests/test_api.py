@@ -78,7 +78,11 @@ def test_load_checks_revision_and_category_at_the_call(tagged):
     with pytest.raises(CqiaError) as err:
         cqia.load(rev="v9.9", repo=str(repo.path))
     assert str(err.value) == (f"{repo.path} v9.9:data/release/manifest.json: unknown revision 'v9.9'. "
-                              "Pass a tag, branch or commit of the registry (`git tag` lists the releases)")
+                              "Release tags: v0.1; or pass a branch or commit")
+    with pytest.raises(CqiaError) as err:
+        cqia.load(rev="v0.l", repo=str(repo.path))
+    assert str(err.value).endswith("unknown revision 'v0.l'. Did you mean 'v0.1'? Release tags: v0.1; "
+                                   "or pass a branch or commit")
     first = repo.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
     with pytest.raises(CqiaError) as err:
         cqia.load(rev=first, repo=str(repo.path))
@@ -113,7 +117,7 @@ def test_export_at_a_tag(tagged, tmp_path):
                      "--out", str(tmp_path), "--json")
     result = json.loads(proc.stdout)
     assert {k: result[k] for k in ("release", "rev", "category", "records", "dataset")} == {
-        "release": "v0.1", "rev": "v0.1", "category": "zhihu", "records": 24, "dataset": "coig_cqia_zhihu_sharegpt"}
-    exported = json.loads((tmp_path / "coig_cqia_zhihu_sharegpt.json").read_text(encoding="utf-8"))
+        "release": "v0.1", "rev": "v0.1", "category": "zhihu", "records": 24, "dataset": "coig_cqia_v0.1_zhihu_sharegpt"}
+    exported = json.loads((tmp_path / "coig_cqia_v0.1_zhihu_sharegpt.json").read_text(encoding="utf-8"))
     assert exported == [to_sharegpt(r) for r in lines(expected["zhihu"])]
     assert [p.name for p in repo.file("data/release").rglob("*") if p.is_file()] == [".gitignore"] * 2

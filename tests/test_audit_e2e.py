@@ -7,7 +7,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from cqia.ingest.judge import make_id
-from tests.conftest import make_repo
+from tests.conftest import BIN, make_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -144,14 +144,52 @@ def test_lineage_text_and_unknown_id(tagged):
     text = tagged.cqia("lineage", rid(2), "--rev", "v0.2").stdout
     assert "normalize  instruction [fullwidth_ascii]: ＡＩ写的判决书可信吗？ → AI写的判决书可信吗？" in text
     assert "released in tags: v0.1, v0.2" in text
-    proc = tagged.cqia("lineage", "law-0000000000000000", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == ("error: no record with id 'law-0000000000000000' in the release at workspace. "
-                                   "Check the id (ids look like '100poison-0123456789abcdef'); rejected records are included too")
-    proc = tagged.cqia("diff", "v9", "v0.1", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == ("error: v9:data/release/manifest.json: unknown revision 'v9'. "
-                                   "Pass a tag, branch or commit of the registry (`git tag` lists the releases)")
+    assert refused(tagged, "lineage", "law-0000000000000000") == (
+        "error: no record with id 'law-0000000000000000' in the workspace release or release tags v0.1, v0.2, v0.3. "
+        "Check the id; rejected records are included too")
+    assert refused(tagged, "diff", "v9", "v0.1") == (
+        "error: v9:data/release/manifest.json: unknown revision 'v9'. Release tags: v0.1, v0.2, v0.3; "
+        "or pass a branch or commit")
+
+
+def refused(repo, *args, cwd=None):
+    """The one line of stderr of a cqia command that must exit 1."""
+    proc = repo.run(str(BIN / "cqia"), *args, check=False, cwd=cwd)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr.strip()
+
+
+def test_lineage_of_an_id_only_tags_hold_names_them_from_any_directory(tagged):
+    data = tagged.file("data")
+    assert refused(tagged, "lineage", rid(2), cwd=data) == (
+        f"error: no record with id '{rid(2)}' in the workspace release; released in tags v0.1, v0.2. "
+        f"Read it there: `cqia lineage {rid(2)} --rev v0.2`")
+    assert refused(tagged, "lineage", rid(6), "--rev", "v0.1") == (
+        f"error: no record with id '{rid(6)}' in the release at v0.1; released in tags v0.2, v0.3; "
+        f"in the workspace release. Read it there: `cqia lineage {rid(6)}`")
+    text = tagged.run(str(BIN / "cqia"), "lineage", rid(2), "--rev", "v0.2", cwd=data).stdout
+    assert text.splitlines()[0] == f"{rid(2)}  released"
+    history = tagged.run(str(BIN / "cqia"), "history", rid(2), cwd=data / "release").stdout
+    assert history.splitlines()[-1] == "first released in v0.1; last changed in v0.2"
+
+
+def test_unknown_ids_categories_and_revisions_are_errors_that_name_what_exists(tagged):
+    typo = rid(1)[:-1] + ("0" if rid(1)[-1] != "0" else "1")
+    assert refused(tagged, "history", typo) == (
+        f"error: no record with id '{typo}' in the workspace release or release tags v0.1, v0.2, v0.3. "
+        f"Did you mean '{rid(1)}'? Rejected records are included too")
+    assert refused(tagged, "history", "foo") == (
+        "error: 'foo' is not a record id. An id is its source category, '-' and 16 hex digits, "
+        "e.g. 'zhihu-3c6e79232441e093' (`cqia summary` lists the categories)")
+    assert refused(tagged, "history", "lew-0123456789abcdef") == (
+        "error: no source category 'lew' in the workspace release or release tags v0.1, v0.2, v0.3. "
+        "Did you mean 'law'? Categories: law, zhihu")
+    assert refused(tagged, "diff", "v0.1", "v0.2", "--category", "zhihi") == (
+        "error: --category: no source category 'zhihi' in v0.1 or v0.2. Did you mean 'zhihu'? Categories there: law, zhihu")
+    assert refused(tagged, "lineage", rid(1), "--rev", "v0.22") == (
+        "error: v0.22:data/release/manifest.json: unknown revision 'v0.22'. Did you mean 'v0.2'? "
+        "Release tags: v0.1, v0.2, v0.3; or pass a branch or commit")
 
 
 def test_history_added_changed_removed(tagged):
@@ -175,3 +213,19 @@ def test_diff_counts_exactly(tagged):
     assert out["totals"] == {"added": 0, "removed": 1, "modified": 0}
     text = tagged.cqia("diff", "v0.1", "workspace").stdout
     assert text.splitlines()[0] == "v0.1 → workspace: 2 added, 2 removed, 0 modified"
+
+
+def test_summary_of_a_tag_reads_its_committed_metrics(tagged):
+    committed = json.loads(tagged.git("show", "v0.1:data/release_metrics.json").stdout)
+    assert json.loads(tagged.cqia("summary", "--rev", "v0.1", "--json").stdout) == committed
+    text = tagged.run(str(BIN / "cqia"), "summary", "--rev", "v0.1", cwd=tagged.file("data")).stdout.splitlines()
+    assert text[0] == f"Release v0.1: {committed['released']} records in data/release/ at v0.1"
+    assert text[-1] == ("Read it without a checkout: cqia lineage ID --rev v0.1, cqia export --rev v0.1, "
+                        "cqia verify --rev v0.1")
+    assert refused(tagged, "summary", "--rev", "v0.11") == (
+        "error: v0.11:data/release_metrics.json: unknown revision 'v0.11'. Did you mean 'v0.1'? "
+        "Release tags: v0.1, v0.2, v0.3; or pass a branch or commit")
+    first = tagged.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    assert refused(tagged, "summary", "--rev", first) == (
+        f"error: {first}:data/release_metrics.json: no release at this revision. "
+        "Pass a revision that has one (`git tag` lists the releases)")

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 
 from cqia.cli import cli
+from cqia.common.fileio import EMPTY_JSONL
+from conftest import as_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = {"instruction": "周末适合去哪里散步？", "input": "", "output": "可以去城郊的湿地公园，空气好，步道平整，适合慢慢走。",
@@ -25,7 +27,7 @@ def workdir(tmp_path, monkeypatch):
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     (upstream / "train.jsonl").write_bytes(orjson.dumps(RECORD) + b"\n")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(as_registry(tmp_path))
     return tmp_path
 
 
@@ -39,6 +41,7 @@ def test_add_writes_the_entry_copies_raw_files_and_creates_the_review_file(workd
                     "--like", "zhihu", "--source", "Xiaohongshu")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "Added category xhs (cqia-jsonl) to params.yaml:"
+    assert result.output.splitlines()[2] == "  reviews    data/reviews/xhs.jsonl (new, no decisions yet)"
     after = (workdir / "params.yaml").read_text(encoding="utf-8")
     assert after.startswith(before)  # comments and everything else kept byte for byte
     safe = YAML(typ="safe", pure=True)
@@ -48,7 +51,16 @@ def test_add_writes_the_entry_copies_raw_files_and_creates_the_review_file(workd
     assert xhs["format"] == "cqia-jsonl" and xhs["raw"] == ["train.jsonl"] and xhs["source"] == "Xiaohongshu"
     assert {k: xhs[k] for k in ("defaults", "rules", "normalize")} == {k: zhihu[k] for k in ("defaults", "rules", "normalize")}
     assert (workdir / "data/raw/xhs/train.jsonl").read_bytes() == (workdir / "upstream/train.jsonl").read_bytes()
-    assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == b""
+    assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == b"\n"     # no decisions; not empty, or DVC warns
+
+
+def test_add_from_a_subdirectory_writes_into_the_registry(workdir, monkeypatch):
+    monkeypatch.chdir(workdir / "upstream")  # --raw is relative to the working directory
+    result = invoke("category", "add", "xhs", "--format", "cqia-jsonl", "--raw", "train.jsonl", "--like", "zhihu")
+    assert result.output.splitlines()[0] == "Added category xhs (cqia-jsonl) to ../params.yaml:"
+    assert "xhs:" in (workdir / "params.yaml").read_text(encoding="utf-8")
+    assert (workdir / "data/raw/xhs/train.jsonl").read_bytes() == (workdir / "upstream/train.jsonl").read_bytes()
+    assert (workdir / "data/reviews/xhs.jsonl").read_bytes() == EMPTY_JSONL
 
 
 @pytest.mark.parametrize("args, message", [

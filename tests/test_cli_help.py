@@ -94,3 +94,11 @@ def test_a_command_without_an_example_is_caught():
 
     assert example_of(bare.help) == []
     assert example_of("Does something.\n\n\b\nExample:\n    cqia bare --x 1\n") == ["cqia bare --x 1"]
+
+
+def test_counts_in_messages_say_one_thing_and_many_things():
+    from cqia.common.text import counted
+
+    assert [counted(n, "record") for n in (0, 1, 2)] == ["0 records", "1 record", "2 records"]
+    assert counted(1, "pending record") == "1 pending record"
+    assert [counted(n, "category", "categories") for n in (1, 3)] == ["1 category", "3 categories"]

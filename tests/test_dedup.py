@@ -12,7 +12,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from cqia.common.fileio import open_read, open_write
+from cqia.common.fileio import EMPTY_JSONL, open_read, open_write, read_jsonl
 from cqia.dedup.keys import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
 from cqia.dedup.neardup import NearDupConfig
 from cqia.common.params import load_yaml
@@ -161,10 +161,15 @@ def test_every_raw_record_is_in_the_lineage_once_and_the_counts_add_up(built):
         assert all(row["reason"] for row in index if row["status"] == "rejected")
 
 
+def test_a_category_without_decisions_gets_a_blank_line_not_an_empty_file(built):
+    tmp, _ = built
+    assert (tmp / "dedup" / "human_value.jsonl").read_bytes() == EMPTY_JSONL    # DVC warns about empty files
+
+
 def test_dedup_metrics_count_the_decisions_and_keep_the_gate_results(built):
     tmp, cats = built
     metrics = json.loads((tmp / "dedup_metrics.json").read_text())
-    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    decisions = [d for cat in cats for d in read_jsonl(tmp / "dedup" / f"{cat}.jsonl")]
     assert metrics["duplicates"] == sum("duplicate_of" in d for d in decisions) > 0
     assert metrics["accepted"] == sum(json.loads((tmp / "stages" / c / "metrics.json").read_text())["accepted"] for c in cats)
     assert metrics["gates"]["great_expectations"]["success"] and metrics["gates"]["schema"]["decisions"] == len(decisions)
@@ -174,7 +179,7 @@ def test_dedup_metrics_count_the_decisions_and_keep_the_gate_results(built):
 
 def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
     tmp, cats = built
-    decisions = [orjson.loads(line) for cat in cats for line in (tmp / "dedup" / f"{cat}.jsonl").read_bytes().splitlines()]
+    decisions = [d for cat in cats for d in read_jsonl(tmp / "dedup" / f"{cat}.jsonl")]
     dup = next(d for d in decisions if "duplicate_of" in d)
     cat = dup["id"].rpartition("-")[0]
     index = {row["id"]: row for row in pq.read_table(tmp / "release/lineage" / cat / "index.parquet").to_pylist()}
@@ -186,6 +191,26 @@ def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
     assert lineage["steps"][-1] == {"step": "dedup", "result": "reject", "reason": dup["reason"],
                                     "duplicate_of": dup["duplicate_of"]}
 
+
+def test_the_text_lineage_of_every_record_of_the_sample_release_renders(built):
+    """`cqia lineage ID` (text) of each raw record of the sample release, released or rejected:
+    one numbered line per step, and a review_pending reject reads as pending."""
+    from cqia.registry.audit import lineage_result
+    from cqia.cli.audit import render_lineage
+
+    tmp, cats = built
+    seen = 0
+    for cat in cats:
+        for line in (tmp / "release/lineage" / cat / "lineage.jsonl").read_bytes().splitlines():
+            found = orjson.loads(line)
+            text = render_lineage(lineage_result(found, "v0.1"))
+            numbered = [row for row in text.splitlines() if row[:2] == "  " and row.strip()[:1].isdigit()]
+            assert len(numbered) == len(found["steps"]), text
+            if found.get("reason") == "review_pending":
+                assert numbered[-1].endswith(
+                    "review     pending (this category releases only records a reviewer accepted)"), text
+            seen += 1
+    assert seen == sum(json.loads((tmp / "publish" / f"{cat}.json").read_text())["raw"] for cat in cats)
 
 def test_a_change_to_a_later_category_leaves_the_earlier_decisions_byte_identical(built, tmp_path):
     tmp, cats = built

@@ -139,11 +139,34 @@ def test_bad_review_lines_are_errors_with_location(line, message):
     ("t", dict(ENTRY, format="csv"), "params.yaml: categories.t.format: unknown format 'csv'. Available formats:"),
     ("t", dict(ENTRY, raw=["../../etc/passwd"]), "params.yaml: categories.t.raw: raw file '../../etc/passwd' must be a plain file name"),
     ("t", dict(ENTRY, colour="red"), "params.yaml: categories.t: unknown key(s) ['colour']. Available keys:"),
+    ("t", dict(ENTRY, license="Apache 2.0"),
+     "params.yaml: categories.t.license: licence 'Apache 2.0' is not a Hugging Face licence id. Use one such as "
+     "apache-2.0 or cc-by-nc-4.0 (lower case), or `other` with license_terms, or `unknown`"),
+    ("t", dict(ENTRY, license="other"),
+     "params.yaml: categories.t.license_terms: license is `other` but license_terms is missing. Say what the terms "
+     "are"),
+    ("t", dict(ENTRY, license="mit", license_terms="x"),
+     "params.yaml: categories.t.license_terms: license_terms is only for license `other`, and the licence is 'mit'. "
+     "Remove license_terms, or set license: other"),
+    ("t", dict(ENTRY, license="cc-by-nc-4.0", defaults={"copyright": "100PoisonMpts, Apache-2.0"}),
+     "params.yaml: categories.t.license: license is 'cc-by-nc-4.0' but the default copyright '100PoisonMpts, "
+     "Apache-2.0' does not name it. Make them agree: correct the licence, or name it in defaults.copyright"),
+    ("t", dict(ENTRY, source_dataset=["BAAI/COIG"]),
+     "params.yaml: categories.t.source_dataset: source_dataset ['BAAI/COIG'] must be a string"),
 ])
 def test_bad_params_entries_are_named(name, entry, message):
     with pytest.raises(CqiaError) as exc:
         checked_category(name, entry)
     assert str(exc.value).startswith(message)
+
+
+def test_a_category_states_its_licence_and_source_dataset():
+    cat = checked_category("t", dict(ENTRY, license="apache-2.0", source_dataset="BAAI/COIG",
+                                     defaults={"copyright": "BAAI/COIG, Apache-2.0"}))
+    assert (cat.license, cat.license_terms, cat.source_dataset) == ("apache-2.0", "", "BAAI/COIG")
+    other = checked_category("t", dict(ENTRY, license="other", license_terms=" 仅供研究使用 "))
+    assert (other.license, other.license_terms) == ("other", "仅供研究使用")
+    assert checked_category("t", ENTRY).license == "unknown"        # not stated: the Hub's id
 
 
 # --- cleaning steps in the lineage ------------------------------------------------------

@@ -364,4 +364,5 @@ def test_verify_outside_a_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["verify"])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path}: not inside a git repository. Run it from a clone of the registry\n"
+    assert result.stderr == (f"error: {tmp_path}: not inside a cqia registry (no dvc.yaml and .dvc/ here or above). "
+                             "cd into the registry's clone\n")

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from cqia.common.errors import CqiaError
 from cqia.common.fileio import read_jsonl
 from stages.category import main
+from tests.conftest import lineage_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "bad_inputs"
@@ -43,6 +44,8 @@ class Run:
         self.accepted = [{"record": record, "lineage": lineage} for record, lineage in
                          zip(read_jsonl(out / "accepted.jsonl.zst"), read_jsonl(out / "lineage.jsonl.zst"), strict=True)]
         self.rejects = [orjson.loads(line) for line in (out / "rejects.jsonl").read_bytes().splitlines()]
+        for entry in [a["lineage"] for a in self.accepted] + self.rejects:  # every outcome's lineage has its shape
+            assert not lineage_errors(entry), (entry["source"], lineage_errors(entry))
 
     def rejected(self) -> list[tuple[int, str, str]]:
         return [(r["source"]["line"], r["reason"], r["detail"]) for r in self.rejects]

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from cqia.common.errors import CqiaError
 from cqia.common.fileio import dumps_line, dumps_pretty
+from cqia.publish.stats import CHART_LABELS, OTHER, PLOTS, CategoryStats, histogram_percentile
+from cqia.report.charts import chart_spec, chart_svg
 from cqia.report.datadocs import RUN_TIME, gate_page, index_page, offline
-from cqia.publish.stats import CategoryStats, histogram_percentile
 from stages import report
 from conftest import release_lineage
 from tests.conftest import ROOT
@@ -218,6 +219,63 @@ def test_index_page_links_every_gate_run():
     assert not REMOTE.search(index) and "<script" not in index
 
 
+def test_index_page_shows_the_charts_as_images_of_the_report():
+    index = index_page("t", [], [{"href": "../plots/domain.svg", "title": "Released records by domain"}])
+    assert ('<li><a href="../plots/domain.svg"><img src="../plots/domain.svg" alt="Released records by domain">'
+            '</a></li>') in index
+    assert '<h2 id="charts">Charts</h2>' in index and not REMOTE.search(index)
+    assert "Charts" not in index_page("t", [])
+
+
+def bar_rows(counts: dict[str, int]) -> list[dict]:
+    return [{"domain": label, "records": n} for label, n in counts.items()]
+
+
+def test_bar_chart_stacks_the_categories_most_first_and_sums_the_rest():
+    many = {f"领域{i:02d}": 1 for i in range(CHART_LABELS + 3)}
+    spec = chart_spec("domain", {"zhihu": bar_rows({"生活": 2, **many}), "100poison": bar_rows({"生活": 1, "科技": 3}),
+                                 "all": bar_rows({"ignored": 99})})
+    labels = spec["encoding"]["y"]["sort"]
+    # most records first, ties by label; "all" is the categories' sum, so it is not drawn again
+    assert labels[:3] == ["生活", "科技", "领域00"] and labels[-1] == OTHER and len(labels) == CHART_LABELS + 1
+    values = spec["data"]["values"]
+    assert {"category": "100poison", "domain": "生活", "records": 1} in values
+    assert {"category": "zhihu", "domain": OTHER, "records": 5} in values     # 23 - 18 shown
+    assert sum(v["records"] for v in values) == 2 + len(many) + 1 + 3
+    assert {v["category"] for v in values} == {"zhihu", "100poison"}
+    assert spec["encoding"]["color"]["scale"]["domain"] == ["zhihu", "100poison"]
+    assert spec["title"] == PLOTS["domain"].title
+
+
+def test_line_chart_has_a_line_per_category_and_all():
+    rows = {c: [{"percentile": 0, "chars": 1}, {"percentile": 100, "chars": n}] for c, n in (("a", 5), ("all", 9))}
+    spec = chart_spec("output_length", rows)
+    assert spec["encoding"]["color"]["scale"]["domain"] == ["a", "all"]
+    assert {"category": "all", "percentile": 100, "chars": 9} in spec["data"]["values"]
+
+
+def test_chart_svg_is_drawn_offline_the_same_every_time():
+    spec = chart_spec("rejected_by_reason", {"zhihu": [{"reason": "schema_invalid", "records": 8}]})
+    svg = chart_svg(spec)
+    assert svg.startswith("<svg") and svg == chart_svg(spec)
+    assert "schema_invalid" in svg and "Rejected records by reason code" in svg and not REMOTE.search(svg)
+    with pytest.raises(ValueError, match="allowed"):                     # data is never fetched
+        chart_svg({**spec, "data": {"url": "https://example.com/data.csv"}})
+
+
+def test_dvc_yaml_declares_every_plot_and_its_chart():
+    from ruamel.yaml import YAML
+
+    declared = {}
+    for entry in YAML(typ="safe").load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["report"]["plots"]:
+        declared.update(entry)
+    for name, plot in PLOTS.items():
+        assert declared.pop(f"data/reports/plots/{name}") == {"cache": False, "x": plot.x, "y": plot.y,
+                                                              "template": plot.template}
+        assert declared.pop(f"data/reports/plots/{name}.svg") == {"cache": False}
+    assert not declared
+
+
 def build_tree(root: Path) -> None:
     """A built release as merge and the category stages leave it (only what the report reads)."""
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
@@ -302,6 +360,11 @@ def test_report_stage_writes_metrics_plots_and_data_docs_deterministically(tmp_p
     assert "1 decisions checked against dedup.schema.json" in (out / "datadocs/dedup.html").read_text(encoding="utf-8")
     index = (out / "datadocs/index.html").read_text(encoding="utf-8")
     assert '<a href="release.html">merge</a>' in index and '<a href="category-zhihu.html">category@zhihu</a>' in index
+    charts = sorted(p.name for p in (out / "plots").glob("*.svg"))
+    assert charts == sorted(f"{name}.svg" for name in PLOTS)
+    for name in PLOTS:
+        assert f'<img src="../plots/{name}.svg" alt="{PLOTS[name].title}">' in index
+    assert "schema_invalid" in (out / "plots/rejected_by_reason.svg").read_text(encoding="utf-8")
 
 
 def test_importing_the_report_stage_does_not_import_great_expectations():
@@ -368,6 +431,12 @@ def test_dvc_metrics_and_plots_render_the_report_and_near_duplicates_are_traced(
         for cat in ("100poison", "human_value", "zhihu", "all"):
             assert f"data/reports/plots/{kind}/{cat}.csv" in html, (kind, cat)
     assert '"reason": "near_duplicate_of"' in html
+    for kind in ("rejected_by_reason", "task_type", "domain", "instruction_length", "output_length"):
+        # the static charts: images DVC copies beside its page, which show offline
+        assert f'<img src="static/workspace_data_reports_plots_{kind}.svg">' in html, kind
+        assert (out / "static" / f"workspace_data_reports_plots_{kind}.svg").read_bytes() == \
+            repo.file(f"data/reports/plots/{kind}.svg").read_bytes()
+    assert "near_duplicate_of" in repo.file("data/reports/plots/rejected_by_reason.svg").read_text(encoding="utf-8")
     docs = repo.file("data/reports/datadocs")
     for page in docs.iterdir():
         text = page.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 and declares as deps every module of ours it imports."""
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,8 @@ def test_every_category_has_raw_files_reviews_and_suite():
     for cat in load_categories(PARAMS):
         assert (ROOT / "expectations" / f"{cat.suite}.json").is_file(), cat.name
         assert (ROOT / "data/reviews" / f"{cat.name}.jsonl").is_file(), cat.name
+        # no decisions is one blank line (fileio.EMPTY_JSONL): DVC warns about an empty file at every run
+        assert (ROOT / "data/reviews" / f"{cat.name}.jsonl").stat().st_size, cat.name
         for raw in cat.raw:
             assert (ROOT / "data/raw" / cat.name / raw).is_file() or (ROOT / "data/raw" / f"{cat.name}.dvc").is_file()
 
@@ -115,3 +118,20 @@ def test_every_expectation_suite_is_hand_written_json_without_generated_ids():
         text = path.read_text(encoding="utf-8")
         assert '"id"' not in text.replace('"column": "id"', ""), path.name
         assert '"ge_cloud_id"' not in text and '"notes"' in text, path.name
+
+
+def test_what_commands_write_by_default_is_git_ignored():
+    """`cqia review export`, `cqia export` and `dvc plots show` write, by default, where git does not
+    look: otherwise the next `cqia release` refuses the dirty tree."""
+    from dvc.config import Config
+
+    from cqia.common.layout import OUT_DIR
+    from cqia.cli.export import EXPORT_DIR
+    from cqia.cli.review import sheet_paths
+
+    plots = Path(Config(dvc_dir=str(ROOT / ".dvc")).load_one("repo").get("plots", {}).get("out_dir", "dvc_plots"))
+    assert plots.parts[0] == OUT_DIR.as_posix()                 # one work directory for all of them
+    written = [*sheet_paths(None, "human_value"), EXPORT_DIR / "dataset_info.json", EXPORT_DIR / "data.json",
+               plots / "index.html", Path("dvc_plots/index.html")]  # the last: DVC's default, without the config
+    proc = subprocess.run(["git", "check-ignore", *map(str, written)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.splitlines() == [str(p) for p in written]

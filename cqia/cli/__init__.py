@@ -13,18 +13,34 @@ import click
 import orjson
 
 from cqia.common.errors import CqiaError
+from cqia.common.layout import RELEASE_DIR, RELEASE_METRICS
+from cqia.common.text import counted
 
-RELEASE_DIR = Path("data/release")
-RELEASE_METRICS = Path("data/release_metrics.json")
+COMMAND_LINE = "cqia.command_line"
 
 
 class Group(click.Group):
+    """The `cqia` group: a CqiaError from any command is one line on stderr and exit 1; when the
+    command was given --json, that line is a JSON object: {"error", "where", "fix"}."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta.setdefault(COMMAND_LINE, list(args))  # meta is shared with the subcommands' contexts
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CqiaError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if wants_json(ctx.meta.get(COMMAND_LINE, [])):
+                click.echo(orjson.dumps({"error": exc.bare, "where": exc.where, "fix": exc.fix}).decode(), err=True)
+            else:
+                click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether the command line gives --json (before a `--`, after which words are arguments)."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
 
 
 @click.group(cls=Group)
@@ -38,7 +54,8 @@ def cli() -> None:
     """
 
 
-def render_summary(metrics: dict, release_dir: str) -> str:
+def render_summary(metrics: dict, release_dir: str, rev: str | None = None) -> str:
+    """The summary table of release metrics; `rev`: the revision they were read at (None: the workspace)."""
     rows = [("category", "raw", "released", "rejected", "rejected by reason")]
     total_raw = total_rel = total_rej = 0
     for name, cat in metrics["categories"].items():
@@ -49,33 +66,62 @@ def render_summary(metrics: dict, release_dir: str) -> str:
         total_rej += cat["rejected"]
     rows.append(("total", str(total_raw), str(total_rel), str(total_rej), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [f"Release {metrics['version']}: {metrics['released']} records in {release_dir}/", ""]
+    at = f" at {rev}" if rev else ""
+    lines = [f"Release {metrics['version']}: {counted(metrics['released'], 'record')} in {release_dir}/{at}", ""]
     for i, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [row[j].rjust(widths[j]) for j in (1, 2, 3)]
         lines.append("  ".join(cells + [row[4]]).rstrip())
         if i == 0 or i == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 18)
-    lines += ["", f"Manifest: {release_dir}/manifest.json   Lineage: {release_dir}/lineage/<category>/",
-              f"Dataset card: {release_dir}/README.md"]
-    return "\n".join(lines)
+    if rev:
+        footer = [f"Read it without a checkout: cqia lineage ID --rev {rev}, cqia export --rev {rev}, "
+                  f"cqia verify --rev {rev}"]
+    else:
+        footer = [f"Manifest: {release_dir}/manifest.json   Lineage: {release_dir}/lineage/<category>/",
+                  f"Dataset card: {release_dir}/README.md"]
+    return "\n".join(lines + [""] + footer)
 
 
 @cli.command()
+@click.option("--rev", default=None, metavar="REV",
+              help="A release tag (or branch, commit): its release metrics, read with git. Default: the workspace.")
 @click.option("--json", "as_json", is_flag=True, help="Print the release metrics as JSON.")
-def summary(as_json: bool) -> None:
+def summary(rev: str | None, as_json: bool) -> None:
     """Records per category in the built release: raw, released, rejected by reason.
 
     \b
     Example:
         cqia summary
+        cqia summary --rev v0.1
     """
-    if not RELEASE_METRICS.is_file():
-        raise CqiaError("no release built yet", where=str(RELEASE_METRICS), fix="Run `make repro` (or `dvc repro`)")
-    metrics = orjson.loads(RELEASE_METRICS.read_bytes())
+    from cqia.common.layout import registry_root
+
+    root = registry_root()
+    metrics = release_metrics(root, rev)
     if as_json:
         click.echo(orjson.dumps(metrics, option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(render_summary(metrics, RELEASE_DIR.as_posix()))
+        click.echo(render_summary(metrics, (root / RELEASE_DIR if rev is None else RELEASE_DIR).as_posix(), rev))
+
+
+def release_metrics(root: Path, rev: str | None) -> dict:
+    """data/release_metrics.json of the registry at `root`: in the workspace, or committed at `rev`."""
+    from cqia.registry import api
+    from cqia.registry import releases as releasing
+
+    if rev is None:
+        path = root / RELEASE_METRICS
+        if not path.is_file():
+            raise CqiaError("no release built yet", where=str(path), fix="Run `make repro` (or `dvc repro`)")
+        return orjson.loads(path.read_bytes())
+    where = f"{rev}:{RELEASE_METRICS.as_posix()}"
+    if releasing.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root, check=False).returncode:
+        raise api.unknown_revision(rev, root, where)
+    data = releasing.git_show(root, rev, f"./{RELEASE_METRICS.as_posix()}")  # ./: relative to root, not git's top
+    if data is None:
+        raise CqiaError("no release at this revision", where=where,
+                        fix="Pass a revision that has one (`git tag` lists the releases)")
+    return orjson.loads(data)
 
 
 def _register_commands() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import orjson
 
+from cqia.common.layout import registry_root
 from cqia.registry import audit
 
 SHOW = 10
@@ -20,28 +23,98 @@ def _short(value, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _verdict(rest: dict) -> str:
+    """`pass`, or `reject <reason> (<detail>)`: what a step that judges decided (keys consumed)."""
+    text = str(rest.pop("result", ""))
+    reason, detail = rest.pop("reason", None), rest.pop("detail", None)
+    if reason:
+        text = f"{text} {reason}".strip()
+    if detail:
+        text += f" ({detail})"
+    return text
+
+
+def _change(rest: dict, marks: tuple[str, ...] = ()) -> str:
+    """`field [rules]: before → after`; one text when they are the same in this copy (PII masked in both)."""
+    field, rules = rest.pop("field", "?"), ", ".join(rest.pop("rules", []))
+    before, after = rest.pop("before", ""), rest.pop("after", "")
+    if before != after:
+        return f"{field} [{rules}]: {_short(before, 50)} → {_short(after, 50)}"
+    found = [at for at in (after.find(mark) for mark in marks) if at >= 0] if isinstance(after, str) else []
+    if found:  # start the quote just before the first mask token, so it shows
+        start = max(0, min(found) - 15)
+        return f"{field} [{rules}]: {'…' if start else ''}{_short(after[start:], 60)}"
+    return f"{field} [{rules}]: {_short(after, 60)} (the same text before and after in this copy: its PII is masked)"
+
+
+def _parse_text(rest: dict) -> str:
+    return f"{rest.pop('format', '?')} ({rest.pop('layout', '?')}): {_verdict(rest)}"
+
+
+def _map_text(rest: dict) -> str:
+    if "result" in rest:  # a reject: a field the record needs is missing
+        return _verdict(rest)
+    defaults, dropped = rest.pop("defaults", None) or [], rest.pop("dropped_keys", None) or []
+    text = f"defaults for {', '.join(defaults)}" if defaults else "every field from the raw record"
+    return text + (f"; dropped keys {', '.join(dropped)}" if dropped else "")
+
+
+def _mask_text(rest: dict) -> str:
+    from cqia.ingest.pii import MASKS
+
+    return _change(rest, tuple(MASKS[kind] for kind in rest.get("rules", []) if kind in MASKS))
+
+
+def _review_text(rest: dict) -> str:
+    if "decision" not in rest:  # no decision: the category releases only accepted records
+        if rest.get("reason") == "review_pending":
+            rest.pop("reason"), rest.pop("result", None)
+            detail = rest.pop("detail", "")
+            return "pending" + (f" ({detail})" if detail else "")
+        return _verdict(rest)
+    rest.pop("line", None)  # the review file's line: in --json
+    text = f"{rest.pop('decision')} by {rest.pop('reviewer', '?')} on {rest.pop('date', '?')}"
+    note = rest.pop("note", "")
+    return text + (f" ({note})" if note else "")
+
+
+def _gate_text(rest: dict) -> str:
+    return f"{rest.pop('gate', '?')} suite '{rest.pop('suite', '?')}': {_verdict(rest)}"
+
+
+NEAR_NUMBERS = (("similarity", "similarity"), ("output_similarity", "output similarity"),
+                ("threshold", "threshold"), ("ngram", "n-gram size"))
+
+
+def _dedup_text(rest: dict) -> str:
+    rest.pop("duplicate_of", None), rest.pop("near_duplicate_of", None)  # the reason code names the record
+    kept, near = rest.pop("kept_because", None), rest.pop("near_duplicates", None)
+    numbers = [f"{label} {_number(rest.pop(key))}" for key, label in NEAR_NUMBERS if key in rest]
+    text = _verdict(rest)
+    if numbers:
+        text += f" ({', '.join(numbers)}" + (f"; the other was kept: {kept})" if kept else ")")
+    if near:
+        text += f"; near duplicates dropped: {', '.join(near)}" + (f" (this one was kept: {kept})" if kept else "")
+    return text
+
+
+def _number(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+STEP_TEXT = {"parse": _parse_text, "map": _map_text, "normalize": _change, "mask": _mask_text,
+             "review": _review_text, "gate": _gate_text, "dedup": _dedup_text}
+
+
 def _step_line(step: dict) -> str:
-    kind = step["step"]
-    if kind == "parse":
-        text = f"{step['format']} ({step['layout']}): {step['result']}"
-    elif kind == "map":
-        text = "defaults for " + (", ".join(step["defaults"]) or "nothing")
-        if step.get("dropped_keys"):
-            text += f"; dropped keys {', '.join(step['dropped_keys'])}"
-    elif kind == "normalize":
-        text = f"{step['field']} [{', '.join(step['rules'])}]: {_short(step['before'], 50)} → {_short(step['after'], 50)}"
-    elif kind == "review":
-        text = f"{step['decision']} by {step['reviewer']} on {step['date']}"
-        if step.get("note"):
-            text += f" ({step['note']})"
-    elif kind == "gate":
-        text = f"{step['gate']} suite '{step['suite']}': {step['result']}"
-    else:
-        text = step.get("result", "")
-        extra = {k: v for k, v in step.items() if k not in ("step", "result")}
-        if extra:
-            text += " " + ", ".join(f"{k}={_short(v, 60)}" for k, v in extra.items())
-    return f"{kind:<10} {text}"
+    """One step of a lineage as text. Every key is shown or deliberately left to --json: a key
+    a step kind does not know is appended as key=value, so a new step shape never breaks this."""
+    rest = dict(step)
+    kind = str(rest.pop("step", "?"))
+    text = STEP_TEXT.get(kind, _verdict)(rest)
+    if rest:
+        text = f"{text} {', '.join(f'{k}={_short(v, 60)}' for k, v in rest.items())}".strip()
+    return f"{kind:<10} {text}".rstrip()
 
 
 def render_lineage(result: dict) -> str:
@@ -80,8 +153,13 @@ def render_history(result: dict) -> str:
         if row.get("error"):
             text += f" ({row['error']})"
         lines.append(text)
+    unreadable = [row["rev"] for row in result["releases"] if row["state"] == "unreadable"]
     if result["first_release"]:
         lines.append(f"first released in {result['first_release']}; last changed in {result['last_changed']}")
+    elif unreadable:
+        lines.append(f"not released in the tags read; not checked: {', '.join(unreadable)}")
+    elif not result["releases"]:
+        lines.append("never released (no release tags yet)")
     else:
         lines.append("never released")
     return "\n".join(lines)
@@ -104,12 +182,24 @@ def render_diff(result: dict) -> str:
     return "\n".join(lines)
 
 
+REPO_HELP = "Path or git URL of the registry. Default: the registry the working directory is in."
+
+
+def _repo(repo: str | None) -> str:
+    """--repo, or the registry the working directory is in (its absolute path from a subdirectory,
+    which messages put before git's `rev:path`)."""
+    if repo is not None:
+        return repo
+    root = registry_root(repo_option=True)
+    return "." if root == Path(".") else str(root.resolve())
+
+
 def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("record_id", metavar="ID")
     @click.option("--rev", default=None, help="Git revision (tag) of the release; default: the workspace.")
     @click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def lineage(record_id: str, rev: str | None, as_json: bool, repo: str) -> None:
         """Where a record came from, what was done to it, and which releases hold it.
 
@@ -121,13 +211,13 @@ def register(cli: click.Group) -> None:
         Example:
             cqia lineage 100poison-0bcb3a9892336671 --rev v0.1
         """
-        result = audit.lineage(record_id, repo, rev)
+        result = audit.lineage(record_id, _repo(repo), rev)
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_lineage(result))
 
     @cli.command()
     @click.argument("record_id", metavar="ID")
     @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def history(record_id: str, as_json: bool, repo: str) -> None:
         """The record in every release tag: added, changed, unchanged or absent.
 
@@ -137,7 +227,7 @@ def register(cli: click.Group) -> None:
         Example:
             cqia history 100poison-0bcb3a9892336671
         """
-        result = audit.history(record_id, repo)
+        result = audit.history(record_id, _repo(repo))
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_history(result))
 
     @cli.command()
@@ -145,7 +235,7 @@ def register(cli: click.Group) -> None:
     @click.argument("rev_b")
     @click.option("--category", default=None, help="Only this source category.")
     @click.option("--json", "as_json", is_flag=True, help="Print the full diff as JSON.")
-    @click.option("--repo", default=".", show_default=True, help="The registry's git repository.")
+    @click.option("--repo", default=None, help=REPO_HELP)
     def diff(rev_a: str, rev_b: str, category: str | None, as_json: bool, repo: str) -> None:
         """Added, removed and modified records between two releases, per category.
 
@@ -156,5 +246,5 @@ def register(cli: click.Group) -> None:
         Example:
             cqia diff v0.1 v0.2 --category zhihu
         """
-        result = audit.diff(rev_a, rev_b, repo, category)
+        result = audit.diff(rev_a, rev_b, _repo(repo), category)
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if as_json else render_diff(result))

@@ -12,10 +12,8 @@ import click
 import orjson
 
 from cqia.common.errors import CqiaError
+from cqia.common.layout import PARAMS, RAW_DIR, REVIEWS_DIR, registry_root
 
-PARAMS = Path("params.yaml")
-RAW_DIR = Path("data/raw")
-REVIEWS_DIR = Path("data/reviews")
 COPIED_KEYS = ("defaults", "rules", "normalize", "review")
 
 
@@ -58,49 +56,55 @@ def add_entry_text(text: str, name: str, entry: dict[str, Any], where: str = str
 
 
 def add_category(name: str, fmt: str, raw: tuple[Path, ...], like: str | None, suite: str,
-                 source: str, construction: str) -> dict[str, Any]:
+                 source: str, construction: str, root: Path = Path(".")) -> dict[str, Any]:
+    """Add category `name` to the registry at `root`; `raw` paths are relative to the working directory."""
     from cqia.common.params import check_name, load_yaml
     from cqia.ingest.config import checked_category
 
-    check_name(name, str(PARAMS))
+    params_path = root / PARAMS
+    check_name(name, str(params_path))
     if not raw:
         raise CqiaError("no raw file given", fix="Name the upstream file(s): --raw path/to/train.jsonl")
-    params = load_yaml(PARAMS)
+    params = load_yaml(params_path)
     categories = params.get("categories") or {}
     if name in categories:
-        raise CqiaError(f"category {name!r} already exists", where=f"{PARAMS}: categories.{name}",
+        raise CqiaError(f"category {name!r} already exists", where=f"{params_path}: categories.{name}",
                         fix="Choose another name, or edit its entry")
     entry: dict[str, Any] = {"format": fmt, "raw": [p.name for p in raw], "suite": suite,
                              "source": source, "construction": construction}
     if like is not None:
         if like not in categories:
-            raise CqiaError(f"unknown category {like!r} for --like", where=str(PARAMS),
+            raise CqiaError(f"unknown category {like!r} for --like", where=str(params_path),
                             fix=f"Available categories: {list(categories)}")
         entry.update({k: v for k, v in categories[like].items() if k in COPIED_KEYS})
-    checked_category(name, entry, str(PARAMS))  # same checks as the stage
-    if not (Path("expectations") / f"{suite}.json").is_file():
-        raise CqiaError(f"suite {suite!r} not found", where=f"expectations/{suite}.json",
+    checked_category(name, entry, str(params_path))  # same checks as the stage
+    suite_path = root / "expectations" / f"{suite}.json"
+    if not suite_path.is_file():
+        raise CqiaError(f"suite {suite!r} not found", where=suite_path.as_posix(),
                         fix="Use --suite default, or write the suite first")
     for path in raw:
         if not path.is_file():
             raise CqiaError("raw file not found", where=str(path), fix="Name an existing file")
     if len({p.name for p in raw}) != len(raw):
         raise CqiaError("two raw files have the same name", fix="Rename one; they share data/raw/<name>/")
-    target = RAW_DIR / name
+    target = root / RAW_DIR / name
     if target.exists():
         raise CqiaError("already exists", where=str(target),
                         fix="Remove it, or choose another category name")
-    new_text = add_entry_text(PARAMS.read_text(encoding="utf-8"), name, entry)
+    new_text = add_entry_text(params_path.read_text(encoding="utf-8"), name, entry, str(params_path))
 
     target.mkdir(parents=True)
     for path in raw:
         shutil.copyfile(path, target / path.name)
-    review = REVIEWS_DIR / f"{name}.jsonl"
-    REVIEWS_DIR.mkdir(parents=True, exist_ok=True)
+    reviews_dir = root / REVIEWS_DIR
+    review = reviews_dir / f"{name}.jsonl"
+    reviews_dir.mkdir(parents=True, exist_ok=True)
     created_review = not review.exists()
     if created_review:
-        review.write_bytes(b"")
-    PARAMS.write_text(new_text, encoding="utf-8")
+        from cqia.common.fileio import EMPTY_JSONL
+
+        review.write_bytes(EMPTY_JSONL)
+    params_path.write_text(new_text, encoding="utf-8")
     return {"category": name, "entry": entry, "raw": [str(target / p.name) for p in raw],
             "reviews": str(review), "created_reviews": created_review}
 
@@ -136,12 +140,13 @@ def register(cli: click.Group) -> None:
         Example:
             cqia category add xhs --format cqia-jsonl --raw ~/upstream/xhs/train.jsonl --like zhihu --source Xiaohongshu
         """
-        result = add_category(name, fmt, raw, like, suite, source, construction)
+        root = registry_root()
+        result = add_category(name, fmt, raw, like, suite, source, construction, root)
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
-        click.echo(f"Added category {name} ({fmt}) to {PARAMS}:")
+        click.echo(f"Added category {name} ({fmt}) to {root / PARAMS}:")
         for path in result["raw"]:
             click.echo(f"  raw file   {path}")
-        click.echo(f"  reviews    {result['reviews']}" + (" (new, empty)" if result["created_reviews"] else ""))
+        click.echo(f"  reviews    {result['reviews']}" + (" (new, no decisions yet)" if result["created_reviews"] else ""))
         click.echo(f"Next: dvc repro   (runs category@{name}, dedup, publish@{name}, merge and report)")

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 import orjson
 
+from cqia.common.layout import registry_root
 from cqia.common.errors import CqiaError
+from cqia.common.text import counted
 
 
 def register(cli: click.Group) -> None:
@@ -57,7 +59,7 @@ def release(version: str, remote_name: str | None) -> None:
     release_dir, metrics_path = _paths()
     where = f"release {version}"
     rel.parse_version(version, where)
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
@@ -108,7 +110,7 @@ def release(version: str, remote_name: str | None) -> None:
     rel.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], root, input=message)
 
     click.echo(message)
-    click.echo(f"Tagged {version} on commit {commit} ({len(to_commit)} files committed); "
+    click.echo(f"Tagged {version} on commit {commit} ({counted(len(to_commit), 'file')} committed); "
                f"data pushed to DVC remote '{name}' ({urls[name]}).")
     click.echo("Publish the commit and the tag:")
     click.echo("    git push --follow-tags")
@@ -174,7 +176,7 @@ def verify(rev: str | None, as_json: bool) -> None:
     from cqia.registry import releases as rel
 
     release_dir, _ = _paths()
-    root = rel.repo_root(Path.cwd())
+    root = registry_root()
     state = rel.revision_state(root, release_dir, rev) if rev else rel.workspace_state(root, release_dir)
     problems = rel.verify_state(state)
     if as_json:
@@ -185,7 +187,7 @@ def verify(rev: str | None, as_json: bool) -> None:
             click.echo(line)
     if problems:
         files = rel.mismatched_files(problems)
-        count = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "the directory"
+        count = counted(len(files), "file") if files else "the directory"
         fix = (f"Restore the release with `dvc checkout --force {' '.join(rel.stages_of(files, state.outs))}`"
                if not rev else
                "The copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
@@ -193,5 +195,6 @@ def verify(rev: str | None, as_json: bool) -> None:
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)
     if not as_json:
-        click.echo(f"{state.label}: release {state.version}, {len(state.files)} files match manifest.json "
-                   f"(sha256) and dvc.lock (md5 of {len(state.outs)} outputs)")
+        matches = "matches" if len(state.files) == 1 else "match"
+        click.echo(f"{state.label}: release {state.version}, {counted(len(state.files), 'file')} {matches} manifest.json "
+                   f"(sha256) and dvc.lock (md5 of {counted(len(state.outs), 'output')})")

@@ -8,48 +8,51 @@ import click
 import orjson
 
 from cqia.common.errors import CqiaError
+from cqia.common.layout import DEDUP_DIR, OUT_DIR, PARAMS, REVIEWS_DIR, STAGES_DIR, registry_root
+from cqia.common.layout import RECORD_SCHEMA as SCHEMA
+from cqia.common.text import counted
 
-PARAMS = Path("params.yaml")
-SCHEMA = Path("schemas/record.schema.json")
-STAGES_DIR = Path("data/stages")
-REVIEWS_DIR = Path("data/reviews")
+SHEETS_DIR = OUT_DIR / "review"
 
 
-def _categories():
+def _categories(root: Path):
     from cqia.common.params import load_yaml
     from cqia.ingest.config import load_checked_categories
 
-    return {c.name: c for c in load_checked_categories(load_yaml(PARAMS), str(PARAMS))}
+    return {c.name: c for c in load_checked_categories(load_yaml(root / PARAMS), str(root / PARAMS))}
 
 
-def sheet_paths(out: Path | None, category: str) -> tuple[Path, Path]:
-    stem = out if out is not None else Path(f"review-{category}")
+def sheet_paths(out: Path | None, category: str, root: Path = Path(".")) -> tuple[Path, Path]:
+    """`out` as given (relative to the working directory), or the registry's out/review/<category>."""
+    stem = out if out is not None else root / SHEETS_DIR / category
     if stem.suffix.lower() in (".jsonl", ".csv"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".jsonl"), stem.with_name(stem.name + ".csv")
 
 
-def export_sheet(category: str, sample: int | None, seed: int, out: Path | None) -> dict:
+def export_sheet(category: str, sample: int | None, seed: int, out: Path | None, root: Path = Path(".")) -> dict:
+    """Write the review sheet of `category` (registry at `root`) to `out` (relative to the working directory)."""
     from cqia.common.fileio import Staging, read_jsonl
     from cqia.registry import review_sheets as reviewing
 
-    categories = _categories()
+    categories = _categories(root)
     if category not in categories:
-        raise CqiaError(f"unknown category {category!r}", where=str(PARAMS),
+        raise CqiaError(f"unknown category {category!r}", where=str(root / PARAMS),
                         fix=f"Available categories: {list(categories)}")
     if sample is not None and sample < 1:
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
-    cdir = STAGES_DIR / category
+    cdir = root / STAGES_DIR / category
     for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / "rejects.jsonl"):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
-    _, decisions = reviewing.load_reviews(category, REVIEWS_DIR)
+    _, decisions = reviewing.load_reviews(category, root / REVIEWS_DIR)
+    dropped = reviewing.load_dedup_drops(category, root / DEDUP_DIR)
     rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
-                                  set(decisions), reviewing.Rebuilder(cat, SCHEMA), cat.raw)
+                                  set(decisions), dropped, reviewing.Rebuilder(cat, root / SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
-    jsonl_path, csv_path = sheet_paths(out, category)
+    jsonl_path, csv_path = sheet_paths(out, category, root)
     if chosen:
         with Staging() as staging:
             reviewing.write_sheet(chosen, jsonl_path, csv_path, staging)
@@ -58,19 +61,20 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None)
             "jsonl": jsonl_path.as_posix() if chosen else None, "csv": csv_path.as_posix() if chosen else None}
 
 
-def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
+def import_sheet(sheet: Path, reviewer: str, date: str | None, root: Path = Path(".")) -> dict:
+    """Append the decisions of `sheet` (relative to the working directory) to the registry at `root`."""
     from cqia.common.fileio import Staging
     from cqia.registry import review_sheets as reviewing
 
     reviewer = reviewing.check_reviewer(reviewer)
     date = reviewing.check_date(date)
     rows = reviewing.read_sheet(sheet)
-    categories = _categories()
+    categories = _categories(root)
     states: dict = {}
 
     def state_of(name: str):
         if name not in states:
-            states[name] = reviewing.category_state(name, STAGES_DIR, REVIEWS_DIR)
+            states[name] = reviewing.category_state(name, root / STAGES_DIR, root / REVIEWS_DIR, root / DEDUP_DIR)
         return states[name]
 
     plan = reviewing.plan_import(rows, sheet, list(categories), state_of)
@@ -79,7 +83,9 @@ def import_sheet(sheet: Path, reviewer: str, date: str | None) -> dict:
         for name, decided in plan["append"].items():
             target = states[name].reviews
             old = target.read_bytes() if target.is_file() else b""
-            if old and not old.endswith(b"\n"):
+            if not old.strip():
+                old = b""                                 # no decisions yet (fileio.EMPTY_JSONL): start the file
+            elif not old.endswith(b"\n"):
                 old += b"\n"
             with staging.open(target) as out:
                 out.write(old + reviewing.decision_lines(decided, reviewer, date))
@@ -95,13 +101,13 @@ def register(cli: click.Group) -> None:
         """Review sheets: export pending records, import a reviewer's decisions.
 
         A pending record is a `review_pending` reject, or a released record that is not
-        human_verified, with no decision in data/reviews/<category>.jsonl yet. Run from
-        the repository root, after `dvc repro`.
+        human_verified, with no decision in data/reviews/<category>.jsonl yet; records that
+        dedup drops are not pending. Run anywhere in the registry, after `dvc repro`.
 
         \b
         Example:
             cqia review export human_value --sample 20
-            cqia review import review-human_value.csv --reviewer wang.li
+            cqia review import out/review/human_value.csv --reviewer wang.li
         """
 
     @review.command("export")
@@ -111,7 +117,7 @@ def register(cli: click.Group) -> None:
                        "same records).")
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Sheet path without suffix; writes OUT.jsonl and OUT.csv [default: review-CATEGORY].")
+                  help="Sheet path without suffix; writes OUT.jsonl and OUT.csv [default: out/review/CATEGORY].")
     @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
     def export_cmd(category: str, sample: int | None, seed: int, out: Path | None, as_json: bool) -> None:
         """Write a review sheet of CATEGORY's pending records, as JSON Lines and CSV.
@@ -121,16 +127,16 @@ def register(cli: click.Group) -> None:
 
         \b
         Example:
-            cqia review export human_value --sample 20 --out review-hv
+            cqia review export human_value --sample 20 --out out/review/hv-batch1
         """
-        result = export_sheet(category, sample, seed, out)
+        result = export_sheet(category, sample, seed, out, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
         if not result["written"]:
             click.echo(f"No pending records in {category}; no sheet written.")
             return
-        click.echo(f"Wrote {result['written']} of {result['pending']} pending records of {category} to "
+        click.echo(f"Wrote {result['written']} of {counted(result['pending'], 'pending record')} of {category} to "
                    f"{result['jsonl']} and {result['csv']}.")
         click.echo(f"Fill in 'decision' (accept or reject) and 'note', then run: "
                    f"cqia review import {result['csv']} --reviewer NAME")
@@ -143,23 +149,24 @@ def register(cli: click.Group) -> None:
     def import_cmd(sheet: Path, reviewer: str, date: str | None, as_json: bool) -> None:
         """Check a filled-in review sheet (.jsonl or .csv) and append its decisions to data/reviews/.
 
-        Rows with an empty decision are skipped. Unknown ids, an id twice on the sheet, and a
-        decision that contradicts one already recorded are errors, and then nothing is written.
+        Rows with an empty decision are skipped. Unknown ids, ids that a rule rejected or dedup
+        dropped, an id twice on the sheet, and a decision that contradicts one already recorded
+        are errors, and then nothing is written.
         A decision already recorded is not written again. Run `dvc repro` afterwards: accepted
         records become human_verified, rejected ones are dropped as review_rejected.
 
         \b
         Example:
-            cqia review import review-human_value.csv --reviewer wang.li
+            cqia review import out/review/human_value.csv --reviewer wang.li
         """
-        result = import_sheet(sheet, reviewer, date)
+        result = import_sheet(sheet, reviewer, date, registry_root())
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
         if not result["appended"]:
             click.echo("No new decisions.", nl=False)
         for name, info in result["appended"].items():
-            click.echo(f"Appended {info['accept'] + info['reject']} decisions to {info['file']} "
+            click.echo(f"Appended {counted(info['accept'] + info['reject'], 'decision')} to {info['file']} "
                        f"({info['accept']} accept, {info['reject']} reject).", nl=False)
         click.echo(f" {result['already_recorded']} already recorded, {result['undecided']} left undecided.")
         if result["appended"]:

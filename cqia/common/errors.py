@@ -26,6 +26,14 @@ def _rebuild(cls: type, message: str, where: str | None, fix: str | None) -> "Cq
     return cls(message, where=where, fix=fix)
 
 
+def did_you_mean(name: str, choices, cutoff: float = 0.6) -> str:
+    """`Did you mean 'x'? ` when one of `choices` is close to `name` (difflib), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return f"Did you mean {close[0]!r}? " if close else ""
+
+
 class ReleaseUnavailable(CqiaError):
     """A release was built at that revision, but its files are neither in the DVC cache nor on the remote."""
 

@@ -25,6 +25,10 @@ import orjson
 from cqia.common.errors import CqiaError
 
 JSONL_OPTS = orjson.OPT_APPEND_NEWLINE
+# A JSON Lines file with nothing in it (no review decisions, no dedup decisions): one blank line,
+# which every reader here skips, not zero bytes, for which DVC prints "WARNING: '<file>' is empty."
+# at every run of a stage that depends on the file.
+EMPTY_JSONL = b"\n"
 
 
 def dumps_line(obj: Any) -> bytes:

@@ -15,6 +15,10 @@ that record. An id names its category (`<category>-<16 hex>`), so a lookup
 opens one index, reads the row group that can hold the id (Parquet's row-group
 statistics) and one line; a diff of two releases reads the indexes and
 touches records only where they differ.
+
+Every lineage step is built here, by the constructors below, and nowhere else;
+schemas/lineage.schema.json defines the line they make up (tests check every line
+of the sample release and of the judge's outcomes against it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,69 @@ from typing import Any, BinaryIO
 import orjson
 
 from cqia.common.fileio import dumps_line
+
+SCHEMA_FILE = "schemas/lineage.schema.json"
+
+
+# --- steps: the one place each shape is spelled out -----------------------------------------
+
+
+def parse_step(fmt: str, layout: str, reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
+    """The raw line (or array element) read as a record of `fmt`; with `reason`, it did not."""
+    step: dict[str, Any] = {"step": "parse", "format": fmt, "layout": layout, "result": "reject" if reason else "pass"}
+    if reason:
+        step.update(reason=reason, detail=detail or "")
+    return step
+
+
+def map_step(defaults: list[str], dropped_keys: list[str] | None = None) -> dict[str, Any]:
+    """Mapped to the record's fields; `defaults` came from the category's params."""
+    step: dict[str, Any] = {"step": "map", "defaults": defaults}
+    if dropped_keys:
+        step["dropped_keys"] = dropped_keys
+    return step
+
+
+def edit_step(kind: str, field: str, rules: list[str], before: str, after: str) -> dict[str, Any]:
+    """A text field changed: `kind` is normalize or mask, `rules` what changed it, in order."""
+    return {"step": kind, "field": field, "rules": rules, "before": before, "after": after}
+
+
+def pass_step(kind: str) -> dict[str, Any]:
+    """A check that passed: rules, schema."""
+    return {"step": kind, "result": "pass"}
+
+
+def reject_step(kind: str, reason: str, detail: str) -> dict[str, Any]:
+    """A step that rejected the record, with its reason code."""
+    return {"step": kind, "result": "reject", "reason": reason, "detail": detail}
+
+
+def review_step(decision: str, reviewer: str, note: str, date: str, line: int) -> dict[str, Any]:
+    """A reviewer's decision, and the line of the review file that holds it."""
+    return {"step": "review", "decision": decision, "reviewer": reviewer, "note": note, "date": date, "line": line}
+
+
+def gate_step(suite: str) -> dict[str, Any]:
+    """The category's Great Expectations suite passed on the batch that held the record."""
+    return {"step": "gate", "gate": "great_expectations", "suite": suite, "result": "pass"}
+
+
+def dedup_pass_step(near_duplicates: list[str] | None = None) -> dict[str, Any]:
+    """Kept by dedup; with the near duplicates dropped in its favour."""
+    step: dict[str, Any] = {"step": "dedup", "result": "pass"}
+    if near_duplicates:
+        step["near_duplicates"] = near_duplicates
+        step["kept_because"] = "first in release order"
+    return step
+
+
+def dedup_reject_step(decision: dict[str, Any]) -> dict[str, Any]:
+    """Dropped by dedup: the decision's fields (schemas/dedup.schema.json) but its id."""
+    step = {"step": "dedup", "result": "reject", **{k: v for k, v in decision.items() if k != "id"}}
+    if "near_duplicate_of" in decision:
+        step["kept_because"] = "first in release order"
+    return step
 
 INDEX_FILE = "index.parquet"
 LINEAGE_FILE = "lineage.jsonl"

@@ -21,8 +21,12 @@ from cqia.common.errors import CqiaError
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 RECORD_DEFAULT_KEYS = ("task_type", "domain", "answer_from", "human_verified", "copyright", "metadata")
 CATEGORY_KEYS = {
-    "format", "raw", "suite", "source", "construction", "defaults", "rules", "review", "normalize",
+    "format", "raw", "suite", "source", "source_dataset", "construction", "license", "license_terms", "defaults",
+    "rules", "review", "normalize",
 }
+# A Hugging Face licence identifier (apache-2.0, cc-by-nc-4.0, openrail++, other, unknown, ...).
+LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+OTHER_LICENSE, UNKNOWN_LICENSE = "other", "unknown"
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -50,6 +54,9 @@ class Category:
     source: str
     construction: str
     defaults: dict[str, Any]
+    license: str = UNKNOWN_LICENSE   # a Hugging Face licence id; `other` comes with license_terms
+    license_terms: str = ""
+    source_dataset: str = ""         # the upstream dataset (its Hugging Face id or name), or `original`
     rules: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     normalize: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +117,11 @@ def category_from_params(name: str, entry: Any, where: str = "params.yaml") -> C
     for section in ("rules", "review", "normalize"):
         if not isinstance(entry.get(section) or {}, dict):
             raise CqiaError("must be a mapping", where=f"{key}.{section}")
+    lic, terms = check_license(entry, defaults, key)
+    source_dataset = entry.get("source_dataset", "")
+    if not isinstance(source_dataset, str):
+        raise CqiaError(f"source_dataset {source_dataset!r} must be a string", where=f"{key}.source_dataset",
+                        fix="Name the upstream dataset (its Hugging Face id, e.g. BAAI/COIG), or `original`")
     return Category(
         name=name,
         format=fmt,
@@ -118,10 +130,37 @@ def category_from_params(name: str, entry: Any, where: str = "params.yaml") -> C
         source=str(entry.get("source", "")),
         construction=str(entry.get("construction", "")),
         defaults=dict(defaults),
+        license=lic,
+        license_terms=terms,
+        source_dataset=source_dataset,
         rules=dict(entry.get("rules") or {}),
         review=dict(entry.get("review") or {}),
         normalize=dict(entry.get("normalize") or {}),
     )
+
+
+def check_license(entry: dict[str, Any], defaults: dict[str, Any], key: str) -> tuple[str, str]:
+    """The category's licence and, for `other`, its terms. A licence other than `other` or `unknown`
+    must be named in the records' default `copyright` note, if there is one, so that the dataset
+    card and the records say the same."""
+    lic = entry.get("license", UNKNOWN_LICENSE)
+    if not isinstance(lic, str) or not LICENSE_RE.fullmatch(lic):
+        raise CqiaError(f"licence {lic!r} is not a Hugging Face licence id", where=f"{key}.license",
+                        fix="Use one such as apache-2.0 or cc-by-nc-4.0 (lower case), or `other` with "
+                            "license_terms, or `unknown`")
+    terms = entry.get("license_terms", "")
+    if lic == OTHER_LICENSE and (not isinstance(terms, str) or not terms.strip()):
+        raise CqiaError("license is `other` but license_terms is missing", where=f"{key}.license_terms",
+                        fix="Say what the terms are, e.g. license_terms: research use only, with the authors' permission")
+    if lic != OTHER_LICENSE and "license_terms" in entry:
+        raise CqiaError(f"license_terms is only for license `other`, and the licence is {lic!r}",
+                        where=f"{key}.license_terms", fix="Remove license_terms, or set license: other")
+    note = defaults.get("copyright")
+    if lic not in (OTHER_LICENSE, UNKNOWN_LICENSE) and isinstance(note, str) and lic not in note.lower():
+        raise CqiaError(f"license is {lic!r} but the default copyright {note!r} does not name it",
+                        where=f"{key}.license",
+                        fix="Make them agree: correct the licence, or name it in defaults.copyright")
+    return lic, terms.strip() if isinstance(terms, str) else ""
 
 
 def load_categories(params: dict[str, Any], where: str = "params.yaml") -> list[Category]:

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import orjson
 
+from cqia.common.lineage import review_step
 from cqia.common.errors import CqiaError
 
 DECISIONS = ("accept", "reject")
@@ -30,8 +31,7 @@ class Decision:
     line: int
 
     def as_step(self) -> dict:
-        return {"step": "review", "decision": self.decision, "reviewer": self.reviewer,
-                "note": self.note, "date": self.date, "line": self.line}
+        return review_step(self.decision, self.reviewer, self.note, self.date, self.line)
 
 
 def parse_decision(line: bytes, number: int, where: str) -> Decision:

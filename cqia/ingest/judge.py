@@ -27,6 +27,7 @@ import orjson
 
 from cqia.ingest import pii
 from cqia.common.fileio import dumps_canonical
+from cqia.common.lineage import edit_step, map_step, parse_step, pass_step, reject_step
 from cqia.ingest.formats import FORMATS, MissingField, RawItem
 from cqia.ingest.normalize import normalize_text, rule_chain
 from cqia.common.params import Category
@@ -124,17 +125,14 @@ class Processor:
         lineage: dict[str, Any] = {
             "id": rid, "status": "rejected", "category": cat.name, "source": loc,
             "raw": item.raw if item.raw is not None else item.text,
-            "steps": [{"step": "parse", "format": cat.format, "layout": item.layout,
-                       "result": "reject" if item.reason else "pass"}],
+            "steps": [parse_step(cat.format, item.layout, item.reason, item.detail)],
         }
 
         def reject(reason: str, detail: str, step: str) -> Outcome:
             lineage["reason"] = reason
             lineage["detail"] = detail
             if step != "parse":
-                lineage["steps"].append({"step": step, "result": "reject", "reason": reason, "detail": detail})
-            else:
-                lineage["steps"][-1].update(reason=reason, detail=detail)
+                lineage["steps"].append(reject_step(step, reason, detail))
             return Outcome(False, rid, None, lineage, reason)
 
         if item.reason:
@@ -158,8 +156,7 @@ class Processor:
             if isinstance(value, str):
                 new, changed = normalize_text(value, self.chain)
                 if changed:
-                    lineage["steps"].append({"step": "normalize", "field": name, "rules": changed,
-                                             "before": value, "after": new})
+                    lineage["steps"].append(edit_step("normalize", name, changed, value, new))
                     record[name] = new
         masks, verdict = self.rules.mask_pii(record)
         lineage["steps"].extend(masks)
@@ -169,7 +166,7 @@ class Processor:
         verdict = self.rules.check(record)
         if verdict:
             return reject(verdict[0], verdict[1], "rules")
-        lineage["steps"].append({"step": "rules", "result": "pass"})
+        lineage["steps"].append(pass_step("rules"))
 
         decision = self.decisions.get(rid)
         if decision:
@@ -185,7 +182,7 @@ class Processor:
 
         if not self.schema.is_valid(record):
             return reject("schema_invalid", self.schema.explain(record), "schema")
-        lineage["steps"].append({"step": "schema", "result": "pass"})
+        lineage["steps"].append(pass_step("schema"))
         lineage["status"] = "accepted"
         return Outcome(True, rid, record, lineage)
 
@@ -205,11 +202,8 @@ class Processor:
         extra = fields.get("domain_extra")
         if extra and isinstance(record.get("domain"), list):
             record["domain"] = record["domain"] + [d for d in extra if d not in record["domain"]]
-        step: dict[str, Any] = {"step": "map", "defaults": from_defaults}
         dropped = sorted(k for k in raw if k not in fields) if self.category.format == "cqia-jsonl" else []
-        if dropped:
-            step["dropped_keys"] = dropped
-        return record, step
+        return record, map_step(from_defaults, dropped)
 
 
 def redact_lineage(lineage: dict[str, Any], kinds: tuple[str, ...]) -> None:

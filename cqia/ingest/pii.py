@@ -35,10 +35,7 @@ import re
 from bisect import bisect_right
 from typing import NamedTuple
 
-KINDS = ("email", "id_card", "phone", "qq")
-ACTIONS = ("mask", "reject", "keep")
-MASKS = {"email": "[EMAIL]", "id_card": "[ID_CARD]", "phone": "[PHONE]", "qq": "[QQ]"}
-LABELS = {"email": "an e-mail address", "id_card": "a 身份证号", "phone": "a phone number", "qq": "a QQ number"}
+from cqia.common.pii_kinds import ACTIONS, KINDS, LABELS, MASKS  # noqa: F401  (re-exported: pii.LABELS, ...)
 
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![A-Za-z0-9])")

@@ -48,6 +48,8 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
+from cqia.common.pii_kinds import PII_FIELDS
+from cqia.common.lineage import edit_step
 from cqia.ingest import pii
 from cqia.common.errors import CqiaError
 
@@ -55,7 +57,6 @@ Verdict = tuple[str, str] | None
 TEXT_FIELDS = ("instruction", "input", "output")
 # PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in
 # `metadata` (a source URL with a contact address, say) and `copyright` ("联系作者 a@b.cn").
-PII_FIELDS = TEXT_FIELDS + ("metadata", "copyright")
 
 REASONS = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field",
@@ -321,7 +322,7 @@ class RuleSet:
                 return steps, ("pii", f"{field} contains {pii.LABELS[found.kind]} at character {found.start + 1} "
                                f"(pii.{found.kind} is reject)")
             if masked:
-                steps.append({"step": "mask", "field": field, "rules": masked, "before": value, "after": new})
+                steps.append(edit_step("mask", field, masked, value, new))
                 rec[field] = new
         return steps, None
 

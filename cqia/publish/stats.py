@@ -11,20 +11,23 @@ metrics, so `duplicate_of` and `near_duplicate_of` are included), character leng
 `instruction` and `output` (min, percentiles, max, mean), `task_type.major` and `domain`
 breakdowns, and how many records are `human_verified`.
 
-The report's other part, Data Docs of the gate runs, is cqia/report/datadocs.py.
+The same plot rows also become static SVG charts: cqia/report/charts.py. The report's other
+part, Data Docs of the gate runs, is cqia/report/datadocs.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 LENGTH_FIELDS = ("instruction", "output")
 SUMMARY_PERCENTILES = (50, 90, 99)
 PLOT_PERCENTILES = tuple(range(0, 101, 5))
 TOP_LABELS = 10           # domains / task types listed by name in the metrics; the rest are summed as "other"
+CHART_LABELS = 20         # bars in a static chart; the rest are summed as "other"
 OTHER = "(other)"
+ALL = "all"               # the pseudo-category of every record
 
 
 def histogram_percentile(histogram: list[tuple[int, int]], p: float) -> int:
@@ -133,15 +136,27 @@ class CategoryStats:
         return rows
 
 
-# Plot name -> (columns, x, y, template): what dvc.yaml declares for data/reports/plots/<name>/.
-PLOTS = {
-    "rejected_by_reason": (("reason", "records"), "records", "reason", "bar_horizontal_sorted"),
-    "task_type": (("task_type", "records"), "records", "task_type", "bar_horizontal_sorted"),
-    "domain": (("domain", "records"), "records", "domain", "bar_horizontal_sorted"),
-    "instruction_length": (("percentile", "chars"), "percentile", "chars", "linear"),
-    "output_length": (("percentile", "chars"), "percentile", "chars", "linear"),
-}
+class Plot(NamedTuple):
+    columns: tuple[str, ...]  # of its CSV files, data/reports/plots/<name>/<category>.csv
+    x: str
+    y: str
+    template: str             # DVC's template, as dvc.yaml declares it
+    title: str                # of its static chart, data/reports/plots/<name>.svg
 
+
+# Plot name -> what dvc.yaml declares for data/reports/plots/<name>/ (and <name>.svg).
+PLOTS = {
+    "rejected_by_reason": Plot(("reason", "records"), "records", "reason", "bar_horizontal_sorted",
+                               "Rejected records by reason code"),
+    "task_type": Plot(("task_type", "records"), "records", "task_type", "bar_horizontal_sorted",
+                      "Released records by task type (task_type.major)"),
+    "domain": Plot(("domain", "records"), "records", "domain", "bar_horizontal_sorted",
+                   "Released records by domain"),
+    "instruction_length": Plot(("percentile", "chars"), "percentile", "chars", "linear",
+                               "Instruction length in characters, by percentile"),
+    "output_length": Plot(("percentile", "chars"), "percentile", "chars", "linear",
+                          "Output length in characters, by percentile"),
+}
 
 def ranked(counter: Counter[str]) -> list[tuple[str, int]]:
     """Most common first; ties by label, so the order never depends on insertion."""

@@ -20,11 +20,11 @@ from typing import Any, Iterator
 
 import orjson
 
-from cqia.common.errors import CqiaError, ReleaseUnavailable
+from cqia.common.errors import CqiaError, ReleaseUnavailable, did_you_mean
+from cqia.common.layout import MANIFEST, RELEASE_DIR
 from cqia.common.lineage import records_path
 
-RELEASE_PATH = "data/release"  # where dvc.yaml's publish and merge stages write the release
-MANIFEST = "manifest.json"
+RELEASE_PATH = RELEASE_DIR.as_posix()  # where dvc.yaml's publish and merge stages write the release
 
 
 class _Local:
@@ -41,7 +41,10 @@ class _Local:
 
 
 def _where(rev: str | None, repo: str | None, path: str = RELEASE_PATH) -> str:
-    """Where a release file is, in git's `rev:path` notation, after the repository if one was given."""
+    """Where a release file is, in git's `rev:path` notation, after the repository if one was given
+    (joined to it, for the working tree of a local repository: `../data/release` from data/)."""
+    if repo and not rev and Path(repo).is_dir():
+        return (Path(repo) / path).as_posix()
     where = f"{rev}:{path}" if rev else path
     return f"{repo} {where}" if repo else where
 
@@ -109,8 +112,7 @@ class Release:
         from dvc.scm import CloneError, RevError, SCMError
 
         if isinstance(exc, RevError):
-            return CqiaError(f"unknown revision {self.rev!r}", where=where,
-                             fix="Pass a tag, branch or commit of the registry (`git tag` lists the releases)")
+            return unknown_revision(str(self.rev), self.repo, where)
         if isinstance(exc, (CloneError, SCMError)):
             return CqiaError("not a git repository, or it cannot be cloned", where=where,
                              fix="Pass the path or git URL of a cqia-registry repository")
@@ -123,7 +125,7 @@ class Release:
         if category not in self.categories:
             raise CqiaError(f"release {self.version} has no category {category!r}",
                             where=_where(self.rev, self.repo),
-                            fix=f"Available categories: {list(self.categories)}")
+                            fix=f"{did_you_mean(category, self.categories)}Available categories: {list(self.categories)}")
         return f"{RELEASE_PATH}/{records_path(category)}"
 
     def count(self, category: str | None = None) -> int:
@@ -147,6 +149,26 @@ class Release:
                                                                     if self.categories[c]["released"]]
         # The revision and category are checked here, at the call; the files are opened as they are read.
         return (record for path in paths for record in _read_lines(self.open(path), _where(self.rev, self.repo, path)))
+
+
+def release_tags(repo: str | Path | None = None) -> list[str]:
+    """The release tags (v<major>.<minor>[.<patch>]) of a local registry, in version order;
+    none when git cannot list them (a git URL, or a registry without git)."""
+    from cqia.registry import releases as releasing
+
+    if repo is not None and not Path(repo).is_dir():
+        return []
+    proc = releasing.run(["git", "tag", "--list"], Path(repo or "."), check=False)
+    found = releasing.release_tags(proc.stdout.split()) if proc.returncode == 0 else {}
+    return sorted(found, key=found.__getitem__)
+
+
+def unknown_revision(rev: str, repo: str | Path | None, where: str) -> CqiaError:
+    """The error for a revision git does not know, naming the release tags there are."""
+    tags = release_tags(repo)
+    fix = (f"{did_you_mean(rev, tags)}Release tags: {', '.join(tags)}; or pass a branch or commit" if tags else
+           "Pass a tag, branch or commit of the registry; it has no release tags (v*) yet")
+    return CqiaError(f"unknown revision {rev!r}", where=where, fix=fix)
 
 
 def _read_lines(handle, where: str) -> Iterator[dict[str, Any]]:

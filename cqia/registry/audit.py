@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+import re
+
 import orjson
 
-from cqia.registry import api
-from cqia.common.errors import CqiaError, ReleaseUnavailable
+from cqia.common.errors import CqiaError, ReleaseUnavailable, did_you_mean
 from cqia.common.lineage import INDEX_FILE, category_of, lineage_path, records_path
+from cqia.registry import api
 
 RELEASE_DIR = api.RELEASE_PATH
 WORKSPACE = "workspace"
+ID_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}-[0-9a-f]{16}")  # make_id: category (params.NAME_RE), 16 hex
 INDEX_COLUMNS = ["id", "category", "status", "reason", "lineage_offset", "lineage_length",
                  "record_offset", "record_length", "record_hash"]
 
@@ -76,6 +79,25 @@ class Release(api.Release):
                     return table.slice(at, 1).to_pylist()[0]
         return None
 
+    def close_ids(self, record_id: str) -> list[str]:
+        """Ids of the release one or two characters away from `record_id`, closest first ("did you mean").
+
+        A typo leaves one half of the 16 hex digits intact, so the candidates are the ids that
+        share the first or the last half (a vectorised filter); difflib ranks only those.
+        """
+        import difflib
+
+        import pyarrow.compute as pc
+
+        category = category_of(record_id)
+        if category not in self.categories:
+            return []
+        ids = self.index(["id"], category=category).column("id")
+        digits = record_id[len(category) + 1:]
+        half = len(digits) // 2
+        near = ids.filter(pc.or_(pc.starts_with(ids, f"{category}-{digits[:half]}"), pc.ends_with(ids, digits[half:])))
+        return difflib.get_close_matches(record_id, near.to_pylist(), n=3, cutoff=0.85)
+
     def read_span(self, name: str, offset: int, length: int) -> bytes:
         with self.open(name) as handle:
             handle.seek(offset)
@@ -95,23 +117,84 @@ class Release(api.Release):
                 yield orjson.loads(handle.read(length))
 
 
-def release_tags(repo: str | Path = ".") -> list[str]:
-    """Release tags (v<major>.<minor>[.<patch>]) in version order."""
-    from cqia.registry import releases as releasing
-
-    found = releasing.release_tags(releasing.git_tags(Path(repo)))
-    return sorted(found, key=found.__getitem__)
-
-
 # --- lineage ------------------------------------------------------------------
 
 
 def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with_releases: bool = True) -> dict[str, Any]:
+    check_id(record_id)
     release = Release(repo, rev)
     found = release.lineage(record_id)
+    if found is None or with_releases:
+        past, readable = _history(record_id, repo)
+        rows = past["releases"]
     if found is None:
-        raise CqiaError(f"no record with id {record_id!r} in the release at {release.label}",
-                        fix="Check the id (ids look like '100poison-0123456789abcdef'); rejected records are included too")
+        readable[WORKSPACE] = release if release.label == WORKSPACE else _workspace(repo)
+        raise _not_held(record_id, release.label, rows, readable)
+    result = lineage_result(found, release.version)
+    if with_releases:
+        result["releases"] = [h["rev"] for h in rows if h["state"] != "absent" and h["status"] == "released"]
+        unreadable = [h["rev"] for h in rows if h["state"] == "unreadable"]
+        if unreadable:
+            result["unreadable_releases"] = unreadable
+    return result
+
+
+def check_id(record_id: str) -> None:
+    if not ID_RE.fullmatch(record_id):
+        raise CqiaError(f"{record_id!r} is not a record id",
+                        fix="An id is its source category, '-' and 16 hex digits, e.g. 'zhihu-3c6e79232441e093' "
+                            "(`cqia summary` lists the categories)")
+
+
+def _workspace(repo: str | Path) -> Release | None:
+    try:
+        return Release(repo, None)
+    except CqiaError:  # no release built in the working tree
+        return None
+
+
+def _not_held(record_id: str, label: str, rows: list[dict[str, Any]],
+              readable: dict[str, Release | None]) -> CqiaError:
+    """The error for an id the release at `label` does not hold: the releases that do hold it, or, when
+    none does, what exists (the categories, ids one or two characters away)."""
+    released = [row["rev"] for row in rows if row["status"] == "released"]
+    rejected = [row["rev"] for row in rows if row["status"] == "rejected"]
+    workspace = readable.get(WORKSPACE)
+    in_workspace = label != WORKSPACE and workspace is not None and workspace.entry(record_id) is not None
+    held = [f"released in tags {', '.join(released)}"] if released else []
+    held += [f"rejected in tags {', '.join(rejected)}"] if rejected else []
+    held += ["in the workspace release"] if in_workspace else []
+    here = "the workspace release" if label == WORKSPACE else f"the release at {label}"
+    if held:
+        there = None if in_workspace else (released or rejected)[-1]
+        command = f"cqia lineage {record_id}" + (f" --rev {there}" if there else "")
+        return CqiaError(f"no record with id {record_id!r} in {here}; {'; '.join(held)}",
+                         fix=f"Read it there: `{command}`")
+    releases = {name: release for name, release in readable.items() if release is not None}
+    unreadable = [row["rev"] for row in rows if row["state"] == "unreadable"]
+    places = _places(list(releases), unreadable)
+    category = category_of(record_id)
+    categories = list(dict.fromkeys(name for release in releases.values() for name in release.categories))
+    if category not in categories:
+        return CqiaError(f"no source category {category!r} in {places}",
+                         fix=f"{did_you_mean(category, categories)}Categories: {', '.join(categories) or 'none'}")
+    close = next((ids for ids in (r.close_ids(record_id) for r in reversed(releases.values())) if ids), [])
+    return CqiaError(f"no record with id {record_id!r} in {places}",
+                     fix=f"Did you mean {close[0]!r}? Rejected records are included too" if close else
+                         "Check the id; rejected records are included too")
+
+
+def _places(labels: list[str], unreadable: list[str]) -> str:
+    """`the workspace release or release tags v0.1, v0.2`, and the tags that could not be read."""
+    tags = [label for label in labels if label != WORKSPACE]
+    parts = (["the workspace release"] if WORKSPACE in labels else []) + \
+        ([f"release tags {', '.join(tags)}"] if tags else [])
+    text = " or ".join(parts) or "any release"
+    return text + (f" (not checked: {', '.join(unreadable)}, whose data cannot be read)" if unreadable else "")
+
+
+def lineage_result(found: dict[str, Any], version: str) -> dict[str, Any]:
+    """What `cqia lineage --json` prints of one lineage line of release `version` (before `releases`)."""
     result = {
         "id": found["id"],
         "status": "released" if found["status"] == "released" else "rejected",
@@ -119,7 +202,7 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         "source": found["source"],
         "raw": found["raw"],
         "steps": found["steps"],
-        "release": release.version,
+        "release": version,
         **({"redacted": found["redacted"]} if found.get("redacted") else {}),
     }
     if result["status"] == "rejected":
@@ -128,12 +211,6 @@ def lineage(record_id: str, repo: str | Path = ".", rev: str | None = None, with
         dup = next((s.get("duplicate_of") for s in found["steps"] if s.get("duplicate_of")), None)
         if dup:
             result["duplicate_of"] = dup
-    if with_releases:
-        rows = history(record_id, repo)["releases"]
-        result["releases"] = [h["rev"] for h in rows if h["state"] != "absent" and h["status"] == "released"]
-        unreadable = [h["rev"] for h in rows if h["state"] == "unreadable"]
-        if unreadable:
-            result["unreadable_releases"] = unreadable
     return result
 
 
@@ -144,16 +221,38 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
     """The record in every release tag: present, changed, rejected or absent (Dolt's blame, for records).
 
     A tag whose release files cannot be read (not in the DVC cache, not on the remote its
-    commit configures) is `unreadable`, with the error: never reported as absent.
+    commit configures) is `unreadable`, with the error: never reported as absent. An id that
+    no release tag nor the workspace release holds is an error naming what exists, and so is
+    a history of which no tag could be read.
     """
-    tags = release_tags(repo) if tags is None else tags
+    check_id(record_id)
+    result, readable = _history(record_id, repo, tags)
+    rows = result["releases"]
+    unreadable = [row for row in rows if row["state"] == "unreadable"]
+    if rows and len(unreadable) == len(rows):
+        first = unreadable[0]["error"]
+        raise ReleaseUnavailable(f"no release tag could be read ({', '.join(r['rev'] for r in rows)}); "
+                                 f"the first says: {first}")
+    if not any(row["status"] for row in rows) and not unreadable:
+        readable[WORKSPACE] = _workspace(repo)
+        if readable[WORKSPACE] is None or readable[WORKSPACE].entry(record_id) is None:
+            raise _not_held(record_id, "any release", rows, readable)
+    return result
+
+
+def _history(record_id: str, repo: str | Path = ".", tags: list[str] | None = None
+             ) -> tuple[dict[str, Any], dict[str, Release | None]]:
+    """`history`'s result, and the release of each tag that could be read, by tag."""
+    tags = api.release_tags(repo) if tags is None else tags
     rows = []
+    readable: dict[str, Release | None] = {}
     previous_hash = prev_release = prev_entry = None
     first = last_changed = None
     for tag in tags:
         try:
             release = Release(repo, tag)
             entry = release.entry(record_id)
+            readable[tag] = release
         except ReleaseUnavailable as exc:
             rows.append({"rev": tag, "state": "unreadable", "status": None, "error": str(exc)})
             continue  # what the record was there is unknown: neither a change nor an absence
@@ -185,7 +284,7 @@ def history(record_id: str, repo: str | Path = ".", tags: list[str] | None = Non
             row["fields"] = changed_fields(old, new)
         rows.append(row)
         previous_hash, prev_release, prev_entry = digest, release, entry
-    return {"id": record_id, "releases": rows, "first_release": first, "last_changed": last_changed}
+    return {"id": record_id, "releases": rows, "first_release": first, "last_changed": last_changed}, readable
 
 
 def _record_at(release: Release, entry: dict[str, Any]) -> dict[str, Any]:
@@ -211,9 +310,13 @@ def diff(rev_a: str, rev_b: str, repo: str | Path = ".", category: str | None = 
     import pyarrow.compute as pc
 
     cols = ["id", "category", "record_offset", "record_length", "record_hash"]
+    releases = [Release(repo, rev) for rev in (rev_a, rev_b)]
+    if category and all(category not in release.categories for release in releases):
+        names = list(dict.fromkeys(name for release in releases for name in release.categories))
+        raise CqiaError(f"no source category {category!r} in {releases[0].label} or {releases[1].label}",
+                        where="--category", fix=f"{did_you_mean(category, names)}Categories there: {', '.join(names)}")
     sides = []
-    for rev in (rev_a, rev_b):
-        release = Release(repo, rev)
+    for release in releases:
         if category and category not in release.categories:
             table = release.index(cols, filters=[("status", "=", "released")]).slice(0, 0)
         else:

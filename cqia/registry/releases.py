@@ -19,13 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from cqia.common.layout import MANIFEST
 from cqia.common.errors import CqiaError
 
 VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")  # used with fullmatch
 VERSION_FORM = "v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"
 LOCK_FILE = "dvc.lock"
 PARAMS_FILE = "params.yaml"
-MANIFEST = "manifest.json"
 
 
 # --------------------------------------------------------------------------- versions and tags
@@ -471,13 +471,6 @@ def run(cmd: list[str], cwd: Path, *, check: bool = True, input: str | None = No
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise CqiaError(f"`{' '.join(cmd)}` failed: {detail[-1] if detail else f'exit {proc.returncode}'}")
     return proc
-
-
-def repo_root(cwd: Path) -> Path:
-    proc = run(["git", "rev-parse", "--show-toplevel"], cwd, check=False)
-    if proc.returncode != 0:
-        raise CqiaError("not inside a git repository", where=str(cwd), fix="Run it from a clone of the registry")
-    return Path(proc.stdout.strip())
 
 
 def git_tags(root: Path) -> list[str]:

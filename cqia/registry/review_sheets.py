@@ -7,8 +7,9 @@ A **pending** record is one a reviewer should look at and nobody has decided yet
 - an accepted record that is not `human_verified` (neither upstream nor a reviewer checked it),
 
 whose id has no decision in `data/reviews/<category>.jsonl` (decisions imported since the
-last `dvc repro` count). Records that a rule rejected are not pending: a decision on them
-would never be used.
+last `dvc repro` count). Pending means "would be released but for a review": records that a
+rule rejected, and accepted records that dedup drops as (near) duplicates
+(`data/dedup/<category>.jsonl`), are not pending, since a decision on them would never be used.
 
 The sheet is written twice, with the same rows: JSON Lines (for tools) and CSV (UTF-8 with a
 BOM, so spreadsheet programs show Chinese correctly). A reviewer fills in `decision`
@@ -32,7 +33,7 @@ import io
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Container, Iterable, Iterator
 
 import orjson
 
@@ -97,11 +98,12 @@ def sheet_row(record: dict[str, Any], lineage: dict[str, Any], status: str) -> d
 
 
 def pending_rows(accepted: Iterable[dict[str, Any]], rejects: Iterable[dict[str, Any]], decided: set[str],
-                 rebuild, raw_files: tuple[str, ...]) -> list[dict[str, Any]]:
+                 dropped: Container[str], rebuild, raw_files: tuple[str, ...]) -> list[dict[str, Any]]:
     """Sheet rows of the pending records, in raw order (raw files as params lists them, then line).
 
     `accepted` are the stage's accepted entries ({record, lineage}), `rejects` its reject
-    lineages; `rebuild(lineage)` returns the record a `review_pending` reject would be released as.
+    lineages, `dropped` the ids dedup drops (`dedup_drops`); `rebuild(lineage)` returns the
+    record a `review_pending` reject would be released as.
     """
     order = {name: i for i, name in enumerate(raw_files)}
     keyed: list[tuple[tuple, dict[str, Any]]] = []
@@ -113,13 +115,34 @@ def pending_rows(accepted: Iterable[dict[str, Any]], rejects: Iterable[dict[str,
 
     for entry in accepted:
         record, lineage = entry["record"], entry["lineage"]
-        if record["id"] not in decided and not record.get("human_verified"):
+        if record["id"] not in decided and record["id"] not in dropped and not record.get("human_verified"):
             keyed.append((key(lineage), sheet_row(record, lineage, "released")))
     for lineage in rejects:
         if lineage.get("reason") == PENDING_REASON and lineage["id"] not in decided:
             keyed.append((key(lineage), sheet_row(rebuild(lineage), lineage, PENDING_REASON)))
     keyed.sort(key=lambda pair: pair[0])
     return [row for _, row in keyed]
+
+
+def dedup_drops(decisions: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Id -> what dedup dropped the record as ("a duplicate of <id>", "a near duplicate of <id>"),
+    from a category's dedup decisions (schemas/dedup.schema.json; a kept record is not a drop)."""
+    drops: dict[str, str] = {}
+    for decision in decisions:
+        if "duplicate_of" in decision:
+            drops[decision["id"]] = f"a duplicate of {decision['duplicate_of']}"
+        elif "near_duplicate_of" in decision:
+            drops[decision["id"]] = f"a near duplicate of {decision['near_duplicate_of']}"
+    return drops
+
+
+def load_dedup_drops(name: str, dedup_dir: Path) -> dict[str, str]:
+    """`dedup_drops` of the category's dedup decisions (the dedup stage's `<dedup_dir>/<name>.jsonl`)."""
+    path = dedup_dir / f"{name}.jsonl"
+    if not path.is_file():
+        raise CqiaError(f"no dedup decisions for category '{name}'", where=str(path),
+                        fix="Run `dvc repro dedup` first")
+    return dedup_drops(read_jsonl(path))
 
 
 def sample_rows(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
@@ -280,6 +303,7 @@ class CategoryState:
     decisions: dict[str, Decision]
     reviewable: set[str]
     rejected_by_rule: dict[str, str]       # id -> reason, for records a decision could not apply to
+    dropped_by_dedup: dict[str, str]       # id -> "a (near) duplicate of <id>", likewise
 
 
 def load_reviews(name: str, reviews_dir: Path) -> tuple[Path, dict[str, Decision]]:
@@ -302,7 +326,7 @@ def accepted_entries(stage_dir: Path) -> Iterator[dict[str, Any]]:
         yield {"record": record, "lineage": lineage}
 
 
-def category_state(name: str, stages_dir: Path, reviews_dir: Path) -> CategoryState:
+def category_state(name: str, stages_dir: Path, reviews_dir: Path, dedup_dir: Path) -> CategoryState:
     cdir = stages_dir / name
     accepted, rejects = cdir / ACCEPTED, cdir / "rejects.jsonl"
     for path in (accepted, rejects):
@@ -320,7 +344,7 @@ def category_state(name: str, stages_dir: Path, reviews_dir: Path) -> CategorySt
         else:
             by_rule[lineage["id"]] = str(lineage.get("reason"))
     reviews, decisions = load_reviews(name, reviews_dir)
-    return CategoryState(name, reviews, decisions, reviewable, by_rule)
+    return CategoryState(name, reviews, decisions, reviewable, by_rule, load_dedup_drops(name, dedup_dir))
 
 
 def plan_import(rows: list[SheetDecision], sheet: Path, categories: list[str], state_of) -> dict[str, Any]:
@@ -348,6 +372,9 @@ def plan_import(rows: list[SheetDecision], sheet: Path, categories: list[str], s
                                 "so a decision on it would not be used", where=where, fix="Remove the row")
             raise CqiaError(f"unknown id '{row.id}': not a record of category '{category}'", where=where,
                             fix=f"Check the id, or export a fresh sheet with `cqia review export {category}`")
+        if row.id in state.dropped_by_dedup:
+            raise CqiaError(f"id '{row.id}' was dropped by dedup as {state.dropped_by_dedup[row.id]}, "
+                            "so a decision on it would not be used", where=where, fix="Remove the row")
         if not row.decision:
             undecided += 1
             continue

@@ -20,7 +20,8 @@ Two things GX's page does that a DVC output cannot:
   record no clock time; the run is identified by its inputs), and element ids are counted, so
   `dvc repro` reproduces every page byte for byte.
 
-`index_page` is ours: one row per gate run, linking its page. Importing great_expectations costs
+`index_page` is ours: one row per gate run, linking its page, then the report's static SVG charts
+(files of the report, shown with <img>: nothing from elsewhere). Importing great_expectations costs
 about 2 s, so only `gate_page` imports it, on first use; the rest of this module is plain strings.
 """
 
@@ -101,6 +102,10 @@ a[data-toggle="collapse"]{color:var(--muted);font-weight:600;text-decoration:non
 .btn:has(input:checked){background:var(--link);color:var(--bg)}
 body:has(#option2:checked) tr:has(>.hide-succeeded-validation-target-child),
 body:has(#option2:checked) .ge-section:has(.hide-succeeded-validations-column-section-target-child){display:none}
+/* The index's charts: SVG files of the report, on white as they were drawn. */
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem;margin:0;padding:0;list-style:none}
+.charts img{display:block;max-width:100%;height:auto;background:#fff}
+h2{font-size:1.2rem;margin:1.5rem 0 .75rem}
 /* Tooltips GX puts on some values. */
 .cooltip{position:relative}.cooltip .top{display:none}
 .cooltip:hover .top{display:block;position:absolute;bottom:100%;left:0;z-index:2;min-width:12rem;
@@ -290,9 +295,10 @@ def gate_page(gx: dict[str, Any], run_name: str, data_asset: str, *, notes: str 
     return offline(g.PageView().render(document), document.page_title, suite_href)
 
 
-def index_page(title: str, pages: list[dict[str, Any]]) -> str:
-    """Ours: one row per gate run, linking its GX page. pages: [{"href", "name", "suite", "rows",
-    "success", "evaluated", "unsuccessful"}]."""
+def index_page(title: str, pages: list[dict[str, Any]], charts: Iterable[dict[str, str]] = ()) -> str:
+    """Ours: one row per gate run, linking its GX page, then the charts. pages: [{"href", "name", "suite",
+    "rows", "success", "evaluated", "unsuccessful"}]; charts: [{"href", "title"}], each an SVG file
+    (href relative to the page)."""
     body = [f'<nav class="navbar"><span class="navbar-brand"><a href="index.html">Data Docs</a></span>'
             f'<span class="lead">{_e(title)}</span></nav>',
             '<div class="container-fluid">', f'<h1>{_e(title)}</h1>',
@@ -304,7 +310,17 @@ def index_page(title: str, pages: list[dict[str, Any]]) -> str:
         body.append(f'<tr><td>{_status(bool(page["success"]))}</td>'
                     f'<td><a href="{_e(page["href"])}">{_e(page["name"])}</a></td><td>{_e(page["suite"])}</td>'
                     f'<td>{_e(page["rows"])}</td><td>{_e(page["evaluated"])}</td><td>{_e(page["unsuccessful"])}</td></tr>')
-    body += ['</tbody>', '</table>', '</div>']
+    body += ['</tbody>', '</table>']
+    charts = list(charts)
+    if charts:
+        body += ['<h2 id="charts">Charts</h2>',
+                 '<p class="lead">The report&#39;s plots as SVG files, drawn when the report was built: they show '
+                 'without a network, unlike <code>dvc plots show</code>, whose page loads Vega from a CDN.</p>',
+                 '<ul class="charts">']
+        body += [f'<li><a href="{_e(c["href"])}"><img src="{_e(c["href"])}" alt="{_e(c["title"])}"></a></li>'
+                 for c in charts]
+        body += ['</ul>']
+    body += ['</div>']
     return "\n".join(['<!DOCTYPE html>', '<html>', '<head>', '<meta charset="UTF-8">',
                       '<meta name="viewport" content="width=device-width, initial-scale=1.0">',
                       f'<title>{_e(title)}</title>', f'<style>\n{STYLE}\n</style>', '</head>', '<body>',
