@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for column in ("similarity", "output_similarity")])
     schema = RecordSchema.from_file(args.schema)
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     paths = [stages_dir / cat.name / "keys.parquet" for cat in categories]
@@ -80,34 +81,38 @@ def main(argv: list[str] | None = None) -> int:
 
     release = stack(parts(), sum(pq.read_metadata(path).num_rows for path in paths),
                     near.num_perm if near.enabled else None)
-    rows, counts, lines = [], {}, {}
-    for (name, decisions), lo, hi in zip(iter_decisions(release, near if near.enabled else None),
-                                         release.offsets[:-1].tolist(), release.offsets[1:].tolist()):
-        for decision in decisions:
-            if not schema.is_valid(decision):
-                raise GateFailed(f"decision for {decision.get('id')} fails the schema ({schema.explain(decision)})",
-                                 where=f"category {name}")
-            rows.append(gx_row(decision))
-        counts[name] = {"accepted": hi - lo,
-                        "duplicates": sum("duplicate_of" in d for d in decisions),
-                        "near_duplicates": sum("near_duplicate_of" in d for d in decisions),
-                        "clusters": sum("near_duplicates" in d for d in decisions)}
-        lines[name] = b"".join(dumps_line(d) for d in decisions)
-    del release
-    gate.validate_rows(GX_COLUMNS, rows)
-    del rows
-    result = gate.result()
-    if not result["success"]:
-        raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
-    metrics = {"neardup": near.as_dict(), "categories": counts,
-               **{k: sum(c[k] for c in counts.values()) for k in ("accepted", "duplicates", "near_duplicates", "clusters")},
-               "gates": {"schema": {"decisions": sum(c["duplicates"] + c["near_duplicates"] + c["clusters"]
-                                                     for c in counts.values()), "success": True},
-                         "great_expectations": result}}
+    pa.default_memory_pool().release_unused()       # the tables' buffers, cached by Arrow's allocator
+    rows, counts = [], {}
     with Staging() as staging:
         tmp = staging.directory(out_dir)
-        for cat in categories:
-            (tmp / f"{cat.name}.jsonl").write_bytes(lines[cat.name] or EMPTY_JSONL)
+        # a category's decisions are written as they are made: never the whole release's at once
+        for (name, decisions), lo, hi in zip(iter_decisions(release, near if near.enabled else None),
+                                             release.offsets[:-1].tolist(), release.offsets[1:].tolist()):
+            with open(tmp / f"{name}.jsonl", "wb") as out:
+                for decision in decisions:
+                    if not schema.is_valid(decision):
+                        raise GateFailed(f"decision for {decision.get('id')} fails the schema "
+                                         f"({schema.explain(decision)})", where=f"category {name}")
+                    rows.append(gx_row(decision))
+                    out.write(dumps_line(decision))
+                if not decisions:
+                    out.write(EMPTY_JSONL)
+            counts[name] = {"accepted": hi - lo,
+                            "duplicates": sum("duplicate_of" in d for d in decisions),
+                            "near_duplicates": sum("near_duplicate_of" in d for d in decisions),
+                            "clusters": sum("near_duplicates" in d for d in decisions)}
+        del release
+        gate.validate_rows(GX_COLUMNS, rows)
+        del rows
+        result = gate.result()
+        if not result["success"]:
+            raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
+        metrics = {"neardup": near.as_dict(), "categories": counts,
+                   **{k: sum(c[k] for c in counts.values())
+                      for k in ("accepted", "duplicates", "near_duplicates", "clusters")},
+                   "gates": {"schema": {"decisions": sum(c["duplicates"] + c["near_duplicates"] + c["clusters"]
+                                                         for c in counts.values()), "success": True},
+                             "great_expectations": result}}
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0

@@ -58,10 +58,13 @@ class Stacked:
 
     categories: list[str]
     offsets: np.ndarray                 # int64, len(categories) + 1: category c is rows offsets[c]:offsets[c+1]
-    ids: list[str]
+    ids: np.ndarray                     # bytes (ids are ASCII): 1M take ~30 MB, not the ~70 MB of a list of str
     keys: np.ndarray                    # uint8, shape (n, KEY_BYTES)
     whole: np.ndarray | None = None
     output: np.ndarray | None = None
+
+    def id(self, i: int) -> str:
+        return self.ids[i].decode("ascii")
 
 
 def stack(parts: Iterable[Keys], rows: int, num_perm: int | None) -> Stacked:
@@ -73,7 +76,7 @@ def stack(parts: Iterable[Keys], rows: int, num_perm: int | None) -> Stacked:
     keys = np.empty((rows, KEY_BYTES), np.uint8)
     whole = np.empty((rows, num_perm), np.uint8) if num_perm else None
     output = np.empty((rows, num_perm), np.uint8) if num_perm else None
-    categories, offsets, ids = [], [0], []
+    categories, offsets, ids = [], [0], [np.zeros(0, "S1")]
     for part in parts:
         lo, hi = offsets[-1], offsets[-1] + len(part.ids)
         if hi > rows:
@@ -84,17 +87,17 @@ def stack(parts: Iterable[Keys], rows: int, num_perm: int | None) -> Stacked:
             output[lo:hi] = part.output
         categories.append(part.category)
         offsets.append(hi)
-        ids += part.ids
+        ids.append(np.array(part.ids, dtype="S"))
     if offsets[-1] != rows:
         raise ValueError(f"stack: {offsets[-1]} rows, expected {rows}")
-    return Stacked(categories, np.array(offsets, np.int64), ids, keys, whole, output)
+    return Stacked(categories, np.array(offsets, np.int64), np.concatenate(ids), keys, whole, output)
 
 
 def iter_decisions(release: Stacked, near: NearDupConfig | None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """(category, its decisions in file order), in release order: a decision for each accepted record
     that is dropped or kept with near duplicates. Records with no decision are kept and have no near
     duplicates. A category's decisions are made into dicts only when it is its turn."""
-    ids, n = release.ids, len(release.ids)
+    rid, n = release.id, len(release.ids)
     first = exact_duplicates(release.keys)
     exact = first != np.arange(n)
     if near is not None and near.enabled and n > 1:
@@ -112,16 +115,18 @@ def iter_decisions(release: Stacked, near: NearDupConfig | None) -> Iterator[tup
         lo, hi = release.offsets[c], release.offsets[c + 1]
         rows: dict[int, dict[str, Any]] = {}
         for i in exact_index[np.searchsorted(exact_index, lo):np.searchsorted(exact_index, hi)].tolist():
-            rows[i] = {"id": ids[i], "reason": f"duplicate_of:{ids[first[i]]}", "duplicate_of": ids[first[i]]}
+            kept = rid(first[i])
+            rows[i] = {"id": rid(i), "reason": f"duplicate_of:{kept}", "duplicate_of": kept}
         a, b = np.searchsorted(matches.index, lo), np.searchsorted(matches.index, hi)
         for i, j, sim, out_sim in zip(matches.index[a:b].tolist(), matches.kept[a:b].tolist(),
                                       matches.similarity[a:b].tolist(), matches.output_similarity[a:b].tolist()):
-            rows[i] = {"id": ids[i], "reason": f"near_duplicate_of:{ids[j]}", "near_duplicate_of": ids[j],
+            kept = rid(j)
+            rows[i] = {"id": rid(i), "reason": f"near_duplicate_of:{kept}", "near_duplicate_of": kept,
                        "similarity": sim, "output_similarity": out_sim, "threshold": near.threshold,
                        "ngram": near.ngram}
         a, b = np.searchsorted(kept_index, lo), np.searchsorted(kept_index, hi)
         for i, start, end in zip(kept_index[a:b].tolist(), kept_start[a:b].tolist(), kept_end[a:b].tolist()):
-            rows[i] = {"id": ids[i], "near_duplicates": [ids[j] for j in dropped_index[start:end].tolist()]}
+            rows[i] = {"id": rid(i), "near_duplicates": [rid(j) for j in dropped_index[start:end].tolist()]}
         yield category, [rows[i] for i in sorted(rows)]
 
 
