@@ -23,6 +23,12 @@ What the data looks like, per category:
   duplicates (a few characters edited) and bad records (empty, too short,
   echoing the instruction, a missing field, a wrong type, broken JSON).
 
+`--clusters SHARE` (e.g. 0.3) makes a duplication-heavy corpus, as real data
+is: that share of each category's records are members of near-duplicate
+clusters of 2 to 50 members (sizes uniform; members spread through the file,
+each a variant of the cluster's first record: OCR-like noise, or a templated
+rewording). `--clusters 0`, the default, writes the same bytes as before.
+
 `generate()` returns what it wrote, including how many records of each kind,
 so a caller can check the pipeline's counts against it.
 """
@@ -86,6 +92,17 @@ KIND_RATES = {
     "near_duplicate": 0.030,       # an earlier record with a few characters edited
     "bad": 0.010,                  # a record the category stage must reject
 }
+# Near-duplicate clusters (`clusters` > 0): sizes are uniform in [CLUSTER_MIN, CLUSTER_MAX]; at most
+# OPEN_CLUSTERS are being filled at a time, so a cluster's members are spread over a stretch of the file.
+CLUSTER_MIN, CLUSTER_MAX = 2, 50
+OPEN_CLUSTERS = 64
+# OCR-like confusions (either way), and the templates a cluster's reworded members are cast in.
+_OCR_PAIRS = ("己已", "未末", "人入", "日曰", "土士", "大太", "天夫", "王玉", "免兔", "折拆", "析拆", "戊戌",
+              "0O", "1l", "，,", "。.", "：:", "？?", "（(", "）)")
+_OCR = {a: b for pair in _OCR_PAIRS for a, b in (pair, pair[::-1])}
+_TEMPLATES = (("请回答：{}", "答：{}"), ("问题：{}", "{}\n以上仅供参考。"), ("【题目】{}", "解析：{}"),
+              ("{}（请详细说明）", "{}希望对你有帮助。"), ("下面这个问题怎么回答？{}", "参考答案：{}"))
+
 # Bad records each layout can carry; each kind is the reason code the category stage gives it.
 BAD_KINDS = {
     "cqia": ("empty_output", "too_short", "output_equals_instruction", "missing_field", "invalid_json",
@@ -107,6 +124,7 @@ class CategorySpec:
     seed: int
     files: dict[str, int] = field(default_factory=dict)     # raw file name -> bytes
     kinds: dict[str, int] = field(default_factory=dict)     # kind -> records
+    clusters: dict[str, int] = field(default_factory=dict)  # near-duplicate clusters started, largest size
 
     @property
     def raw_files(self) -> list[str]:
@@ -139,8 +157,9 @@ class CategorySpec:
         return entry
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "format": self.format, "records": self.records, "seed": self.seed,
-                "bytes": sum(self.files.values()), "files": self.files, "kinds": self.kinds}
+        out = {"name": self.name, "format": self.format, "records": self.records, "seed": self.seed,
+               "bytes": sum(self.files.values()), "files": self.files, "kinds": self.kinds}
+        return {**out, "clusters": self.clusters} if self.clusters else out
 
 
 def plan(records: int, categories: int = 12, seed: int = 0) -> list[CategorySpec]:
@@ -224,13 +243,17 @@ LENGTHS = {
 class _Writer:
     """Turns (instruction, output) pairs into one format's raw records, with duplicates and bad records."""
 
-    def __init__(self, spec: CategorySpec, vocab: Vocabulary, shared: "SharedPool"):
+    def __init__(self, spec: CategorySpec, vocab: Vocabulary, shared: "SharedPool", clusters: float = 0.0):
         self.spec = spec
         self.vocab = vocab
         self.shared = shared
         self.rng = np.random.default_rng(spec.seed)
         self.kinds: Counter[str] = Counter()
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5000)   # (line, instruction, output)
+        self.cluster_share = clusters
+        # open clusters: [instruction, output, members still to write]; sizes of the clusters started
+        self.open: list[list[Any]] = []
+        self.cluster_sizes: list[int] = []
 
     def pairs(self, n: int, layout: str) -> Iterator[tuple[str, str]]:
         lengths = LENGTHS["cqia-jsonl" if layout == "cqia" else "poison-mpts" if layout == "poison" else
@@ -248,6 +271,8 @@ class _Writer:
                 yield i, o
 
     def kind(self) -> str:
+        if self.cluster_share and self.rng.random() < self.cluster_share:
+            return "cluster"
         roll = self.rng.random()
         for name, rate in KIND_RATES.items():
             if roll < rate:
@@ -263,10 +288,53 @@ class _Writer:
             chars[pos] = ch
         return "".join(chars)
 
+    def ocr(self, text: str, rate: float) -> str:
+        """OCR-like noise: about `rate` of the characters confused with a look-alike, dropped or doubled."""
+        chars = list(text)
+        edits = int(self.rng.binomial(len(chars), rate)) if chars else 0
+        for pos in sorted(self.rng.integers(0, len(chars), edits).tolist(), reverse=True):
+            roll = self.rng.random()
+            pos = min(pos, len(chars) - 1)          # a deletion at the end shortened the text
+            if roll < 0.6:
+                chars[pos] = _OCR.get(chars[pos], self.vocab.chars(self.rng, 1)[0])
+            elif roll < 0.8 and len(chars) > 1:
+                del chars[pos]
+            else:
+                chars.insert(pos, chars[pos])
+        return "".join(chars)
+
+    def variant(self, ins: str, out: str) -> tuple[str, str]:
+        """A later member of a near-duplicate cluster: OCR noise (1-3% of characters) or a template."""
+        if self.rng.random() < 0.7:
+            rate = float(self.rng.uniform(0.01, 0.03))
+            return self.ocr(ins, rate), self.ocr(out, rate)
+        t_ins, t_out = _TEMPLATES[int(self.rng.integers(len(_TEMPLATES)))]
+        return t_ins.format(ins), t_out.format(out)
+
+    def cluster_member(self, ins: str, out: str) -> tuple[str, str]:
+        """The next member of an open cluster, or (ins, out) as the first member of a new one."""
+        if len(self.open) < OPEN_CLUSTERS:
+            size = int(self.rng.integers(CLUSTER_MIN, CLUSTER_MAX + 1))
+            self.open.append([ins, out, size - 1])
+            self.cluster_sizes.append(size)
+            return ins, out
+        k = int(self.rng.integers(len(self.open)))
+        cluster = self.open[k]
+        cluster[2] -= 1
+        if not cluster[2]:
+            self.open[k] = self.open[-1]
+            self.open.pop()
+        return self.variant(cluster[0], cluster[1])
+
     def records(self, n: int, layout: str) -> Iterator[tuple[str, str, str]]:
         """(kind, instruction, output) for n records; 'exact_duplicate' repeats a previous line."""
         for ins, out in self.pairs(n, layout):
             kind = self.kind()
+            if kind == "cluster":
+                ins, out = self.cluster_member(ins, out)
+                self.kinds[kind] += 1
+                yield kind, ins, out
+                continue
             if kind in ("exact_duplicate", "padded_duplicate", "near_duplicate") and not self.recent:
                 kind = "ordinary"
             if kind == "cross_duplicate":
@@ -415,31 +483,40 @@ def _write_array(path: Path, writer: _Writer, n: int) -> int:
     return path.stat().st_size
 
 
-def write_category(spec: CategorySpec, raw_dir: Path, vocab: Vocabulary, shared: SharedPool) -> CategorySpec:
+def write_category(spec: CategorySpec, raw_dir: Path, vocab: Vocabulary, shared: SharedPool,
+                   clusters: float = 0.0) -> CategorySpec:
     """Write one category's raw files into raw_dir (created); fills spec.files and spec.kinds."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(spec, vocab, shared)
+    writer = _Writer(spec, vocab, shared, clusters)
     if spec.format == "coig-human-value":
         part2 = spec.records // 3
         part1_file, part2_file = spec.raw_files
         spec.files[part1_file] = _write_array(raw_dir / part1_file, writer, spec.records - part2)
         writer.recent.clear()
+        writer.open.clear()          # the exam layout's records are not variants of part 1's
         spec.files[part2_file] = _write_jsonl(raw_dir / part2_file, writer, spec.format, part2, "part2")
     else:
         layout = "poison" if spec.format == "poison-mpts" else "cqia"
         spec.files["train.jsonl"] = _write_jsonl(raw_dir / "train.jsonl", writer, spec.format, spec.records, layout)
     spec.kinds = dict(sorted(writer.kinds.items()))
+    if writer.cluster_sizes:
+        spec.clusters = {"started": len(writer.cluster_sizes), "max_size": max(writer.cluster_sizes)}
     shared.close_category()
     return spec
 
 
-def generate(out: Path, records: int, categories: int = 12, seed: int = 0) -> list[CategorySpec]:
-    """Write `records` raw records split over `categories` categories into out/<category>/."""
+def generate(out: Path, records: int, categories: int = 12, seed: int = 0, clusters: float = 0.0) -> list[CategorySpec]:
+    """Write `records` raw records split over `categories` categories into out/<category>/.
+
+    `clusters` is the share of records that are members of near-duplicate clusters (0: none).
+    """
+    if not 0.0 <= clusters < 0.9:
+        raise ValueError("--clusters must be a share of records in [0, 0.9), e.g. 0.3")
     specs = plan(records, categories, seed)
     vocab = Vocabulary(seed)
     shared = SharedPool()
     for spec in specs:
-        write_category(spec, Path(out) / spec.name, vocab, shared)
+        write_category(spec, Path(out) / spec.name, vocab, shared, clusters)
     return specs
 
 
@@ -464,10 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=10_000, help="raw records in all (default 10000)")
     ap.add_argument("--categories", type=int, default=12, help="source categories (default 12)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clusters", type=float, default=0.0, metavar="SHARE",
+                    help="share of records in near-duplicate clusters of 2-50 members (default 0; 0.3: "
+                         "the duplication-heavy corpus)")
     ap.add_argument("--out", type=Path, required=True, help="directory for <category>/<raw files>")
     args = ap.parse_args(argv)
     try:
-        specs = generate(args.out, args.records, args.categories, args.seed)
+        specs = generate(args.out, args.records, args.categories, args.seed, args.clusters)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,21 +6,27 @@
 In one run, on the same raw bytes (bench/generate.py, 12 source categories):
 
   baseline     read every raw file with orjson and write it back (one process; median of three)
-  full         `dvc repro` from scratch: every stage with all its gates, exact dedup only
-               (params `neardup.enabled: false`)
+  full         `dvc repro` from scratch: every stage with all its gates, exact and near-duplicate
+               detection (params as the registry ships them: `neardup.enabled: true`)
   no-op        `dvc repro` again, nothing to do (three times; the median counts)
   incremental  one category's raw file gains 1% more records; `dvc repro` reruns that category
                and what depends on it
-  near-dup     `neardup.enabled: true`; `dvc repro` reruns every category stage (they now
-               sketch MinHash signatures), dedup (which now also finds near duplicates),
-               the publish stages whose decisions changed, and merge; the extra time of
-               the category and dedup commands gives near-duplicate throughput
+  exact only   `neardup.enabled: false`; `dvc repro` reruns every category stage (they no
+               longer sketch MinHash signatures), dedup (exact duplicates only), the publish
+               stages whose decisions changed, merge and report; the full run's category and
+               dedup commands less this run's give near-duplicate throughput
+
+`--clusters 0.3` generates the duplication-heavy corpus (bench/generate.py: 30% of the
+records in near-duplicate clusters of 2-50 members); its files are named
+`<records>-clusters0.3`.
 
 It reports wall time, records/s, the ratio full/baseline, a per-stage breakdown
 (the stage command's own time, and what DVC spends around it: hashing and
 caching its outputs, writing dvc.lock) and peak RSS (the largest single
 process, from wait4(2), or the Great Expectations server or one of its
-children; the stages run one after another). Per stage, the process that ran
+children; the stages run one after another), and per kind of process (DVC,
+each stage, the category stage's workers, the GX server, its gate runs) the
+largest peak RSS the poller saw. Per stage, the process that ran
 its gate (a child of the GX server) has its peak RSS and, apart, its peak USS:
 the memory it does not share with the server. The suite has a GX server
 directory of its own (CQIA_GX_SERVER_DIR), so the full run starts from no
@@ -135,12 +141,11 @@ def _yaml():
     return yaml
 
 
-def write_params(source: Path, dest: Path, specs: list[CategorySpec], neardup: bool = False) -> None:
+def write_params(source: Path, dest: Path, specs: list[CategorySpec], neardup: bool | None = None) -> None:
     """The project's params.yaml with its categories replaced by the generated ones.
 
-    Near-duplicate detection (params `neardup`, if the pipeline has it) is
-    switched off unless `neardup`: the issue's full rebuild is the exact-dedup
-    pipeline, and the suite measures near duplicates as a separate step.
+    Near-duplicate detection (params `neardup`) stays as the project ships it
+    unless `neardup` is given.
     """
     yaml = _yaml()
     params = yaml.load(source.read_text(encoding="utf-8"))
@@ -149,7 +154,7 @@ def write_params(source: Path, dest: Path, specs: list[CategorySpec], neardup: b
         # The generated categories' rules are their own (bench/generate.py), as in the runs
         # BENCHMARKS.md compares: the project's defaults would add rules and change what is released.
         params["rule_defaults"] = {}
-    if isinstance(params.get("neardup"), dict):
+    if neardup is not None and isinstance(params.get("neardup"), dict):
         params["neardup"]["enabled"] = neardup
     with open(dest, "w", encoding="utf-8") as handle:
         yaml.dump(params, handle)
@@ -168,10 +173,11 @@ def set_neardup(params_file: Path, enabled: bool) -> bool:
 
 
 def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, source: Path = ROOT,
-               cache_type: str | None = None) -> BenchRepo:
+               cache_type: str | None = None, clusters: float = 0.0) -> BenchRepo:
     """Make dest (replacing it) a git + DVC repo with the pipeline of `source` and generated raw data.
 
     `cache_type` sets DVC's `cache.type` (default: DVC's own, reflink,copy: a copy on ext4).
+    `clusters` is the share of records in near-duplicate clusters (bench/generate.py; 0: none).
 
     Raw data is git-ignored in the bench repo (committing gigabytes to git
     would dominate the set-up); `dvc repro` reads it as a stage dependency
@@ -189,7 +195,7 @@ def build_repo(dest: Path, records: int, categories: int = 12, seed: int = 0, so
         else:
             shutil.copy2(src, dst)
     start = time.perf_counter()
-    specs = generate(repo_dir / "data" / "raw", records, categories, seed)
+    specs = generate(repo_dir / "data" / "raw", records, categories, seed, clusters)
     generate_s = time.perf_counter() - start
     (repo_dir / "data" / "reviews").mkdir(parents=True)
     for spec in specs:
@@ -499,7 +505,8 @@ def pick_incremental(specs: list[CategorySpec]) -> CategorySpec:
 
 
 def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT, noops: int = 3,
-              baselines: int = 3, keep: bool = False, log=print, cache_type: str | None = None) -> dict[str, Any]:
+              baselines: int = 3, keep: bool = False, log=print, cache_type: str | None = None,
+              clusters: float = 0.0) -> dict[str, Any]:
     import tempfile
 
     from cqia.gates import gx_server
@@ -507,29 +514,32 @@ def run_suite(records: int, categories: int = 12, seed: int = 0, out: Path = OUT
     plan(records, categories, seed)          # a bad size fails here, before anything is written
     # A Great Expectations server directory of this run's own, never the user's. Every timed `dvc repro`
     # starts from no server (the last one is stopped first), so its first gate run pays GX's import as on
-    # a fresh machine, and full, incremental and near-dup compare like with like.
+    # a fresh machine, and full, incremental and exact-only compare like with like.
     server_dir = Path(tempfile.mkdtemp(prefix="cqia-gx-bench-"))
     try:
-        return _run_suite(records, categories, seed, out, noops, baselines, keep, log, server_dir, cache_type)
+        return _run_suite(records, categories, seed, out, noops, baselines, keep, log, server_dir, cache_type,
+                          clusters)
     finally:
         gx_server.stop(server_dir)
         shutil.rmtree(server_dir, ignore_errors=True)
 
 
-def run_name(records: int, cache_type: str | None) -> str:
-    """What a run's files are named by: `1000000`, or `1000000-hardlink` with a cache type set."""
-    return f"{records}-{cache_type.replace(',', '-')}" if cache_type else str(records)
+def run_name(records: int, cache_type: str | None, clusters: float = 0.0) -> str:
+    """What a run's files are named by: `1000000`, `1000000-hardlink` with a cache type set,
+    `1000000-clusters0.3` for the duplication-heavy corpus."""
+    name = f"{records}-{cache_type.replace(',', '-')}" if cache_type else str(records)
+    return f"{name}-clusters{clusters:g}" if clusters else name
 
 
 def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, baselines: int, keep: bool,
-               log, server_dir: Path, cache_type: str | None) -> dict[str, Any]:
+               log, server_dir: Path, cache_type: str | None, clusters: float = 0.0) -> dict[str, Any]:
     from cqia.gates import gx_server
 
     load_before = os.getloadavg()
-    name = run_name(records, cache_type)
+    name = run_name(records, cache_type, clusters)
     work = out / f"repo-{name}"
-    log(f"generating {records} records in {categories} categories (seed {seed}) under {work} ...")
-    repo = build_repo(work, records, categories, seed, cache_type=cache_type)
+    log(f"generating {records} records in {categories} categories (seed {seed}, clusters {clusters:g}) under {work} ...")
+    repo = build_repo(work, records, categories, seed, cache_type=cache_type, clusters=clusters)
     repo.env["CQIA_GX_SERVER_DIR"] = str(server_dir)
     log(f"  {repo.raw_bytes / MB:.1f} MB raw in {repo.generate_s:.1f} s")
 
@@ -575,26 +585,29 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
     # Old versions of data/release in the DVC cache are dropped between runs (untimed): at 1M
     # records each version is about 9 GB.
     repo.dvc("gc", "--workspace", "--force", "-q")
-    near = None
-    if set_neardup(repo.path / "params.yaml", True):
-        log("near-dup: neardup.enabled set to true, dvc repro (reruns category stages, dedup, ...) ...")
+    exact = None
+    if set_neardup(repo.path / "params.yaml", False):
+        log("exact only: neardup.enabled set to false, dvc repro (reruns category stages, dedup, ...) ...")
         os.sync()
         gx_server.stop(server_dir)
-        near = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
-        save_log(out / f"log-{name}-neardup.txt", near)
-        if near.returncode or "dedup" not in ran_stages(near):
-            raise RuntimeError(f"the near-dup dvc repro ran {ran_stages(near)} (exit {near.returncode}):\n"
-                               f"{near.output[-4000:]}")
+        exact = measure([str(BIN / "dvc"), "repro"], repo.path, repo.env)
+        save_log(out / f"log-{name}-exact.txt", exact)
+        if exact.returncode or "dedup" not in ran_stages(exact):
+            raise RuntimeError(f"the exact-only dvc repro ran {ran_stages(exact)} (exit {exact.returncode}):\n"
+                               f"{exact.output[-4000:]}")
 
     disk = {name: _du(repo.path / rel) for name, rel in
             (("raw", "data/raw"), ("stages", "data/stages"), ("release", "data/release"), ("dvc_cache", ".dvc/cache"))}
     noop_s = statistics.median(m.wall_s for m in noop_runs)
+    # every process of every timed run, detached GX processes included
+    peak_mb = max(m.maxrss_mb for m in (full, inc, *noop_runs, *([exact] if exact else [])))
     results = {
         "records": repo.records,
         "categories": categories,
         "seed": seed,
         "raw_mb": round(repo.raw_bytes / MB, 1),
         "dvc_cache_type": cache_type or "DVC's default (reflink,copy)",
+        "clusters": clusters,
         "released": manifest["released"],
         "generated": [s.summary() for s in repo.specs],
         "generate_s": round(repo.generate_s, 2),
@@ -602,19 +615,19 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
                      "runs_s": [round(m.wall_s, 3) for m in base_runs]},
         "full": {**full.as_dict(), "records_per_s": round(repo.records / full.wall_s),
                  "ratio_to_baseline": round(full.wall_s / base.wall_s, 2), "ran": ran_stages(full),
-                 "stages": breakdown(full)},
+                 "stages": breakdown(full), "processes": process_peaks(full)},
         "noop": {"runs_s": [round(m.wall_s, 3) for m in noop_runs], "median_s": round(noop_s, 3),
                  "peak_rss_mb": round(max(m.maxrss_mb for m in noop_runs), 1)},
         "incremental": {**inc.as_dict(), "changed_category": changed.name, "records_added": added,
                         "ran": ran_stages(inc), "share_of_full": round(inc.wall_s / full.wall_s, 3),
                         "stages": breakdown(inc)},
-        "neardup": _neardup_results(near, full, repo.records + added),
+        "exact_only": _exact_only_results(full, exact, repo.records),
         "disk_mb": {k: round(v / MB, 1) for k, v in disk.items()},
         "targets": {
             "full_over_baseline_at_most_10x": {"value": round(full.wall_s / base.wall_s, 2), "target": TARGET_RATIO,
                                                "met": full.wall_s / base.wall_s <= TARGET_RATIO},
-            "peak_rss_at_most_1GB": {"value_mb": round(full.maxrss_mb, 1), "target_mb": TARGET_RSS_MB,
-                                     "met": full.maxrss_mb <= TARGET_RSS_MB},
+            "peak_rss_at_most_1GB": {"value_mb": round(peak_mb, 1), "target_mb": TARGET_RSS_MB,
+                                     "met": peak_mb <= TARGET_RSS_MB},
             "noop_at_most_2s": {"value_s": round(noop_s, 3), "target_s": TARGET_NOOP_S, "met": noop_s <= TARGET_NOOP_S},
             "incremental_at_most_a_fifth": {"value": round(inc.wall_s / full.wall_s, 3),
                                             "target": TARGET_INCREMENTAL_SHARE,
@@ -633,25 +646,54 @@ def _run_suite(records: int, categories: int, seed: int, out: Path, noops: int, 
     return results
 
 
-def _neardup_results(near: Measured | None, full: Measured, records: int) -> dict[str, Any] | None:
-    """The category and dedup commands with near-duplicate detection on against the full run's (off).
+def _exact_only_results(near: Measured, exact: Measured | None, records: int) -> dict[str, Any] | None:
+    """The exact-only run, and the full run's category and dedup commands (near-duplicate detection on)
+    against its own: the extra time is what sketching and matching cost.
 
-    The inputs differ by the incremental run's 1% in one category, which the
-    comparison ignores; the extra time is what sketching and matching cost.
+    The inputs differ by the incremental run's 1% in one category, which the comparison ignores.
     """
-    if near is None:
+    if exact is None:
         return None
 
     def sketching(m: Measured) -> float:
         return sum(r["command_s"] for r in breakdown(m) if r["stage"].startswith("category@") or r["stage"] == "dedup")
 
-    on, off = sketching(near), sketching(full)
+    on, off = sketching(near), sketching(exact)
     extra = on - off
-    dedup = next((r for r in breakdown(near) if r["stage"] == "dedup"), None)
-    return {**near.as_dict(), "ran": ran_stages(near), "category_and_dedup_on_s": round(on, 2),
+    return {**exact.as_dict(), "ran": ran_stages(exact), "category_and_dedup_on_s": round(on, 2),
             "category_and_dedup_off_s": round(off, 2), "extra_s": round(extra, 2),
-            "records_per_s": round(records / extra) if extra > 0 else None,
-            "dedup_peak_rss_mb": dedup["peak_rss_mb"] if dedup else None}
+            "neardup_records_per_s": round(records / extra) if extra > 0 else None,
+            "processes": process_peaks(exact)}
+
+
+def process_kind(proc: Proc, stage_pids: set[int]) -> str:
+    """What a process is, for the peak-RSS-per-process table: a stage, a worker, a GX process, DVC."""
+    name = stage_of(proc.cmdline)
+    if proc.role == "gx server":
+        return "GX server"
+    if proc.role == "gx child" or "cqia.gates.gx import _serve_fd" in " ".join(proc.cmdline):
+        return "GX gate run (server's child)"
+    if name is not None:
+        return f"{name.split('@')[0]}@ worker" if proc.ppid in stage_pids else name
+    if any(Path(arg).name == "dvc" for arg in proc.cmdline[:2]):
+        return "dvc"
+    return "other: " + " ".join(Path(a).name if i == 0 else a for i, a in enumerate(proc.cmdline[:3]))[:60]
+
+
+def process_peaks(m: Measured) -> dict[str, dict[str, Any]]:
+    """Per kind of process (process_kind), the largest peak RSS the poller saw and how many there were.
+
+    The poller samples every 50 ms: a process's peak between two polls is missed (wait4's
+    peak, `peak_rss_mb` of the run, is exact for the command's own processes).
+    """
+    stage_pids = {proc.pid for proc in m.procs if stage_of(proc.cmdline)}
+    out: dict[str, dict[str, Any]] = {}
+    for proc in m.procs:
+        kind = process_kind(proc, stage_pids)
+        row = out.setdefault(kind, {"processes": 0, "peak_rss_mb": 0.0})
+        row["processes"] += 1
+        row["peak_rss_mb"] = max(row["peak_rss_mb"], round(proc.peak_rss / MB, 1))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["peak_rss_mb"]))
 
 
 def save_log(path: Path, m: Measured) -> None:
@@ -676,18 +718,19 @@ def table(results: dict[str, Any]) -> str:
     rows = [
         (f"baseline: orjson read + write (median of {len(base.get('runs_s', [0]))})", base["wall_s"],
          base["records_per_s"], base["peak_rss_mb"], ", ".join(str(s) for s in base.get("runs_s", []))),
-        ("full dvc repro (all gates, exact dedup)", full["wall_s"], full["records_per_s"], full["peak_rss_mb"],
+        ("full dvc repro (all gates, near-dup on)", full["wall_s"], full["records_per_s"], full["peak_rss_mb"],
          f"{full['ratio_to_baseline']}x baseline"),
         (f"no-op dvc repro (median of {len(noop['runs_s'])})", noop["median_s"], None, noop["peak_rss_mb"],
          ", ".join(f"{s}" for s in noop["runs_s"])),
         (f"incremental: {inc['records_added']} records added to {inc['changed_category']}", inc["wall_s"], None,
          inc["peak_rss_mb"], f"{inc['share_of_full']} of full; ran {', '.join(inc['ran'])}"),
     ]
-    near = results.get("neardup")
-    if near and "error" not in near:
-        rows.append(("near-dup on: dvc repro", near["wall_s"], near["records_per_s"], near["peak_rss_mb"],
-                     f"category + dedup commands {near['category_and_dedup_on_s']} s vs "
-                     f"{near['category_and_dedup_off_s']} s off: {near['extra_s']:+} s; records/s of the extra time"))
+    exact = results.get("exact_only")
+    if exact:
+        rows.append(("exact only (near-dup off): dvc repro", exact["wall_s"], exact["neardup_records_per_s"],
+                     exact["peak_rss_mb"],
+                     f"category + dedup commands {exact['category_and_dedup_on_s']} s near-dup on vs "
+                     f"{exact['category_and_dedup_off_s']} s off: {exact['extra_s']:+} s; records/s of the extra time"))
     head = (f"{n} records, {results['categories']} categories, {results['raw_mb']} MB raw, {results['released']} released"
             f"; DVC cache.type: {results.get('dvc_cache_type', 'default')}")
     lines = [head, "", f"{'run':<52} {'wall s':>8} {'records/s':>10} {'peak RSS MB':>12}  note", "-" * 100]
@@ -712,6 +755,11 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"GX server: {'started by the first gate run' if server['started'] else 'already running'}, "
                      f"peak RSS {server['peak_rss_mb']} MB. A gate run is its child: GX helper MB is the child's "
                      "RSS, counting the pages it shares with the server; GX own MB is its USS, what it adds.")
+    if full.get("processes"):
+        lines += ["", f"{'process (full run; every one, detached GX processes too)':<60} {'count':>6} {'peak RSS MB':>12}",
+                  "-" * 80]
+        lines += [f"{kind:<60} {row['processes']:>6} {row['peak_rss_mb']:>12.1f}"
+                  for kind, row in full["processes"].items()]
     lines += ["", "target (the issue's, stated for 1M records)       value      met"]
     for name, t in results["targets"].items():
         value = next(v for k, v in t.items() if k.startswith("value"))
@@ -731,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-type", metavar="TYPE",
                     help="DVC cache.type in the bench repo, e.g. hardlink (default: DVC's own, a copy on ext4); "
                          "files are then named <records>-<type>")
+    ap.add_argument("--clusters", type=float, default=0.0, metavar="SHARE",
+                    help="share of records in near-duplicate clusters of 2-50 members (bench/generate.py; "
+                         "0.3: the duplication-heavy corpus); files are then named <records>-clusters<SHARE>")
     ap.add_argument("--show", type=Path, metavar="RESULTS_JSON", help="print the table of a results file and exit")
     base = sub.add_parser("baseline", help="the baseline alone: orjson read + write of a raw directory")
     base.add_argument("--raw-dir", type=Path, required=True)
@@ -744,13 +795,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         results = run_suite(args.records, args.categories, args.seed, args.out, keep=args.keep,
-                            cache_type=args.cache_type)
+                            cache_type=args.cache_type, clusters=args.clusters)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print()
     print(table(results))
-    print(f"\nresults: {args.out / f'results-{run_name(args.records, args.cache_type)}.json'}")
+    print(f"\nresults: {args.out / f'results-{run_name(args.records, args.cache_type, args.clusters)}.json'}")
     return 0
 
 

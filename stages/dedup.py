@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cqia.dedup.keys import Keys, decide, from_table
+from cqia.dedup.keys import from_table, iter_decisions, stack
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import EMPTY_JSONL, Staging, dumps_line, dumps_pretty
@@ -57,48 +57,62 @@ def main(argv: list[str] | None = None) -> int:
         for column in ("similarity", "output_similarity")])
     schema = RecordSchema.from_file(args.schema)
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts: list[Keys] = []
-    for cat in categories:
-        path = stages_dir / cat.name / "keys.parquet"
+    paths = [stages_dir / cat.name / "keys.parquet" for cat in categories]
+    for cat, path in zip(categories, paths):
         if not path.is_file():
             raise CqiaError(f"no keys for category '{cat.name}'", where=str(path),
                             fix=f"Run `dvc repro category@{cat.name}` first")
-        keys = from_table(cat.name, pq.read_table(path))
-        if near.enabled and keys.whole is None:
-            raise CqiaError("the keys have no MinHash signatures, but neardup.enabled is true", where=str(path),
-                            fix=f"Run `dvc repro category@{cat.name}` (it reads neardup.enabled)")
-        if near.enabled and keys.whole.shape[1] != near.num_perm:
-            raise CqiaError(f"the signatures have {keys.whole.shape[1]} permutations, params say "
-                            f"neardup.num_perm {near.num_perm}", where=str(path),
-                            fix=f"Run `dvc repro category@{cat.name}`")
-        parts.append(keys)
 
-    decisions = decide(parts, near if near.enabled else None)
-    rows = []
-    for cat in categories:
-        for decision in decisions[cat.name]:
-            if not schema.is_valid(decision):
-                raise GateFailed(f"decision for {decision.get('id')} fails the schema ({schema.explain(decision)})",
-                                 where=f"category {cat.name}")
-            rows.append(gx_row(decision))
-    gate.validate_rows(GX_COLUMNS, rows)
-    result = gate.result()
-    if not result["success"]:
-        raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
-    counts = {cat.name: {"accepted": len(part.ids),
-                         "duplicates": sum("duplicate_of" in d for d in decisions[cat.name]),
-                         "near_duplicates": sum("near_duplicate_of" in d for d in decisions[cat.name]),
-                         "clusters": sum("near_duplicates" in d for d in decisions[cat.name])}
-              for cat, part in zip(categories, parts)}
-    metrics = {"neardup": near.as_dict(), "categories": counts,
-               **{k: sum(c[k] for c in counts.values()) for k in ("accepted", "duplicates", "near_duplicates", "clusters")},
-               "gates": {"schema": {"decisions": len(rows), "success": True}, "great_expectations": result}}
+    def parts():
+        """Each category's keys in turn (one category's table in memory at a time)."""
+        for cat, path in zip(categories, paths):
+            keys = from_table(cat.name, pq.read_table(path))
+            if near.enabled and keys.whole is None:
+                raise CqiaError("the keys have no MinHash signatures, but neardup.enabled is true", where=str(path),
+                                fix=f"Run `dvc repro category@{cat.name}` (it reads neardup.enabled)")
+            if near.enabled and keys.whole.shape[1] != near.num_perm:
+                raise CqiaError(f"the signatures have {keys.whole.shape[1]} permutations, params say "
+                                f"neardup.num_perm {near.num_perm}", where=str(path),
+                                fix=f"Run `dvc repro category@{cat.name}`")
+            yield keys
+
+    release = stack(parts(), sum(pq.read_metadata(path).num_rows for path in paths),
+                    near.num_perm if near.enabled else None)
+    pa.default_memory_pool().release_unused()       # the tables' buffers, cached by Arrow's allocator
+    rows, counts = [], {}
     with Staging() as staging:
         tmp = staging.directory(out_dir)
-        for cat in categories:
-            (tmp / f"{cat.name}.jsonl").write_bytes(b"".join(dumps_line(d) for d in decisions[cat.name]) or EMPTY_JSONL)
+        # a category's decisions are written as they are made: never the whole release's at once
+        for (name, decisions), lo, hi in zip(iter_decisions(release, near if near.enabled else None),
+                                             release.offsets[:-1].tolist(), release.offsets[1:].tolist()):
+            with open(tmp / f"{name}.jsonl", "wb") as out:
+                for decision in decisions:
+                    if not schema.is_valid(decision):
+                        raise GateFailed(f"decision for {decision.get('id')} fails the schema "
+                                         f"({schema.explain(decision)})", where=f"category {name}")
+                    rows.append(gx_row(decision))
+                    out.write(dumps_line(decision))
+                if not decisions:
+                    out.write(EMPTY_JSONL)
+            counts[name] = {"accepted": hi - lo,
+                            "duplicates": sum("duplicate_of" in d for d in decisions),
+                            "near_duplicates": sum("near_duplicate_of" in d for d in decisions),
+                            "clusters": sum("near_duplicates" in d for d in decisions)}
+        del release
+        gate.validate_rows(GX_COLUMNS, rows)
+        del rows
+        result = gate.result()
+        if not result["success"]:
+            raise GateFailed(failure_report(result, f"dedup ({args.suite})"))
+        metrics = {"neardup": near.as_dict(), "categories": counts,
+                   **{k: sum(c[k] for c in counts.values())
+                      for k in ("accepted", "duplicates", "near_duplicates", "clusters")},
+                   "gates": {"schema": {"decisions": sum(c["duplicates"] + c["near_duplicates"] + c["clusters"]
+                                                         for c in counts.values()), "success": True},
+                             "great_expectations": result}}
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(metrics))
     return 0

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bench.generate import FORMATS, append_records, generate, plan
-from bench.run import Measured, Proc, baseline, breakdown, pick_incremental, ran_stages, stage_of
+from bench.run import Measured, Proc, baseline, breakdown, pick_incremental, process_peaks, ran_stages, stage_of
 from cqia.ingest.formats import FORMAT_NAMES
 from cqia.ingest.formats import FORMATS as FORMATS_BY_NAME
 from cqia.ingest.config import checked_category
@@ -134,6 +134,28 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
          "helper_peak_uss_mb": 20.0},
     ]
     assert m.as_dict()["gx_server"] == {"started": True, "peak_rss_mb": 220.0}
+    assert process_peaks(m) == {
+        "category@a": {"processes": 1, "peak_rss_mb": 300.0},
+        "category@ worker": {"processes": 1, "peak_rss_mb": 260.0},
+        "GX gate run (server's child)": {"processes": 2, "peak_rss_mb": 250.0},
+        "GX server": {"processes": 1, "peak_rss_mb": 220.0},
+        "merge": {"processes": 1, "peak_rss_mb": 200.0},
+        "dvc": {"processes": 1, "peak_rss_mb": 80.0}}
+
+
+def test_the_duplication_heavy_corpus_has_near_duplicate_clusters_of_2_to_50(tmp_path):
+    specs = generate(tmp_path / "a", 3000, 3, seed=4, clusters=0.3)
+    records = sum(s.records for s in specs)
+    members = sum(s.kinds["cluster"] for s in specs)
+    assert 0.25 < members / records < 0.35
+    assert all(2 <= s.clusters["max_size"] <= 50 and s.clusters["started"] > 10 for s in specs)
+    assert digest_tree(tmp_path / "a") == digest_tree(generate(tmp_path / "b", 3000, 3, seed=4, clusters=0.3)
+                                                      and tmp_path / "b")
+    lines = (tmp_path / "a" / "cqia_01" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert any("答：" in line or "以上仅供参考" in line for line in lines)      # templated members
+    assert "clusters" not in generate(tmp_path / "c", 240, 2, seed=4)[0].summary()
+    with pytest.raises(ValueError, match=r"^--clusters must be a share"):
+        generate(tmp_path / "d", 240, 2, clusters=1.5)
 
 
 @pytest.mark.e2e
@@ -149,15 +171,16 @@ def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
     assert [r["stage"] for r in results["full"]["stages"]] == \
         ["dvc: start, status", "category@cqia_01", "category@poison_02", "dedup", "publish@cqia_01",
          "publish@poison_02", "merge", "report"]
-    assert "dedup" in results["neardup"]["ran"]  # at 240 records the sketching time is within the noise
+    assert "dedup" in results["exact_only"]["ran"]  # at 240 records the sketching time is within the noise
+    assert results["full"]["processes"]["GX server"]["processes"] == 1
     assert results["full"]["peak_rss_mb"] > results["baseline"]["peak_rss_mb"] > 0
     # each timed run starts from no GX server (the suite has a server directory of its own)
-    assert all(results[run]["gx_server"]["started"] for run in ("full", "incremental", "neardup"))
+    assert all(results[run]["gx_server"]["started"] for run in ("full", "incremental", "exact_only"))
     assert results["full"]["gx_server"]["peak_rss_mb"] > 0
     assert all(r["helper_peak_rss_mb"] > r["helper_peak_uss_mb"] > 0
                for r in results["full"]["stages"] if r["stage"].startswith("category@"))
     assert (tmp_path / "results-240.json").is_file() and not (tmp_path / "repo-240").exists()
-    assert "full dvc repro (all gates, exact dedup)" in table(results)
+    assert "full dvc repro (all gates, near-dup on)" in table(results)
 
 
 @pytest.mark.process
@@ -168,3 +191,4 @@ def test_the_bench_repo_can_use_another_dvc_cache_type(tmp_path):
     assert repo.dvc("config", "cache.type").stdout.strip() == "hardlink"
     assert run_name(1000, "hardlink") == "1000-hardlink" and run_name(1000, "reflink,copy") == "1000-reflink-copy"
     assert run_name(1000, None) == "1000"
+    assert run_name(1000, None, 0.3) == "1000-clusters0.3"

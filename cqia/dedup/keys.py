@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from cqia.dedup.neardup import Match, NearDupConfig, clusters, find_matches, record_texts, signatures
+from cqia.dedup.neardup import Matches, NearDupConfig, match_arrays, record_texts, signatures
 
 KEY_BYTES = 16
 
@@ -52,35 +52,91 @@ def exact_duplicates(keys: np.ndarray) -> np.ndarray:
     return first[inverse.ravel()].astype(np.int64)
 
 
+@dataclass
+class Stacked:
+    """Every category's keys, in release order, in one array per column (what `decide` reads)."""
+
+    categories: list[str]
+    offsets: np.ndarray                 # int64, len(categories) + 1: category c is rows offsets[c]:offsets[c+1]
+    ids: np.ndarray                     # bytes (ids are ASCII): 1M take ~30 MB, not the ~70 MB of a list of str
+    keys: np.ndarray                    # uint8, shape (n, KEY_BYTES)
+    whole: np.ndarray | None = None
+    output: np.ndarray | None = None
+
+    def id(self, i: int) -> str:
+        return self.ids[i].decode("ascii")
+
+
+def stack(parts: Iterable[Keys], rows: int, num_perm: int | None) -> Stacked:
+    """Copy each category's keys (and with `num_perm`, its signatures) into arrays of `rows` rows.
+
+    `parts` may be a generator: only one category's table is alive at a time,
+    so the peak is the stacked arrays plus one category, not twice the release.
+    """
+    keys = np.empty((rows, KEY_BYTES), np.uint8)
+    whole = np.empty((rows, num_perm), np.uint8) if num_perm else None
+    output = np.empty((rows, num_perm), np.uint8) if num_perm else None
+    categories, offsets, ids = [], [0], [np.zeros(0, "S1")]
+    for part in parts:
+        lo, hi = offsets[-1], offsets[-1] + len(part.ids)
+        if hi > rows:
+            raise ValueError(f"stack: more than {rows} rows")
+        keys[lo:hi] = part.keys
+        if num_perm:
+            whole[lo:hi] = part.whole
+            output[lo:hi] = part.output
+        categories.append(part.category)
+        offsets.append(hi)
+        ids.append(np.array(part.ids, dtype="S"))
+    if offsets[-1] != rows:
+        raise ValueError(f"stack: {offsets[-1]} rows, expected {rows}")
+    return Stacked(categories, np.array(offsets, np.int64), np.concatenate(ids), keys, whole, output)
+
+
+def iter_decisions(release: Stacked, near: NearDupConfig | None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(category, its decisions in file order), in release order: a decision for each accepted record
+    that is dropped or kept with near duplicates. Records with no decision are kept and have no near
+    duplicates. A category's decisions are made into dicts only when it is its turn."""
+    rid, n = release.id, len(release.ids)
+    first = exact_duplicates(release.keys)
+    exact = first != np.arange(n)
+    if near is not None and near.enabled and n > 1:
+        matches = match_arrays(release.whole, release.output, near, exclude=exact)
+    else:
+        empty = np.zeros(0, np.int64)
+        matches = Matches(empty, empty, np.zeros(0), np.zeros(0))
+    # kept record -> its near duplicates (in index order): CSR over the kept records, sorted
+    by_kept = np.argsort(matches.kept, kind="stable")
+    kept_index, kept_start = np.unique(matches.kept[by_kept], return_index=True)
+    kept_end = np.append(kept_start[1:], len(by_kept))
+    dropped_index = matches.index[by_kept]
+    exact_index = np.nonzero(exact)[0]
+    for c, category in enumerate(release.categories):
+        lo, hi = release.offsets[c], release.offsets[c + 1]
+        rows: dict[int, dict[str, Any]] = {}
+        for i in exact_index[np.searchsorted(exact_index, lo):np.searchsorted(exact_index, hi)].tolist():
+            kept = rid(first[i])
+            rows[i] = {"id": rid(i), "reason": f"duplicate_of:{kept}", "duplicate_of": kept}
+        a, b = np.searchsorted(matches.index, lo), np.searchsorted(matches.index, hi)
+        for i, j, sim, out_sim in zip(matches.index[a:b].tolist(), matches.kept[a:b].tolist(),
+                                      matches.similarity[a:b].tolist(), matches.output_similarity[a:b].tolist()):
+            kept = rid(j)
+            rows[i] = {"id": rid(i), "reason": f"near_duplicate_of:{kept}", "near_duplicate_of": kept,
+                       "similarity": sim, "output_similarity": out_sim, "threshold": near.threshold,
+                       "ngram": near.ngram}
+        a, b = np.searchsorted(kept_index, lo), np.searchsorted(kept_index, hi)
+        for i, start, end in zip(kept_index[a:b].tolist(), kept_start[a:b].tolist(), kept_end[a:b].tolist()):
+            rows[i] = {"id": rid(i), "near_duplicates": [rid(j) for j in dropped_index[start:end].tolist()]}
+        yield category, [rows[i] for i in sorted(rows)]
+
+
 def decide(parts: list[Keys], near: NearDupConfig | None) -> dict[str, list[dict[str, Any]]]:
     """Per category, in file order: a decision for each accepted record that is dropped or kept
-    with near duplicates. Records with no decision are kept and have no near duplicates."""
-    ids = [i for part in parts for i in part.ids]
-    offsets = np.cumsum([0] + [len(part.ids) for part in parts])
-    first = exact_duplicates(np.concatenate([p.keys for p in parts]) if parts else np.zeros((0, KEY_BYTES), np.uint8))
-    position = np.arange(len(ids))
-    exact = position[first != position]
-    matches: dict[int, Match] = {}
-    if near is not None and near.enabled and len(ids) > 1:
-        whole = np.concatenate([p.whole for p in parts])
-        output = np.concatenate([p.output for p in parts])
-        matches = find_matches(whole, output, near, exclude=set(exact.tolist()))
-        del whole, output
-    kept = clusters(matches)
-    rows: dict[int, dict[str, Any]] = {}
-    for i in exact.tolist():
-        rows[i] = {"id": ids[i], "reason": f"duplicate_of:{ids[first[i]]}", "duplicate_of": ids[first[i]]}
-    for i, match in matches.items():
-        rows[i] = {"id": ids[i], "reason": f"near_duplicate_of:{ids[match.kept]}",
-                   "near_duplicate_of": ids[match.kept], "similarity": match.similarity,
-                   "output_similarity": match.output_similarity, "threshold": near.threshold, "ngram": near.ngram}
-    for i, dropped in kept.items():
-        rows[i] = {"id": ids[i], "near_duplicates": [ids[j] for j in dropped]}
-    out: dict[str, list[dict[str, Any]]] = {part.category: [] for part in parts}
-    for i in sorted(rows):
-        cat = int(np.searchsorted(offsets, i, side="right")) - 1
-        out[parts[cat].category].append(rows[i])
-    return out
+    with near duplicates (`iter_decisions` over the stacked parts)."""
+    with_signatures = near is not None and near.enabled
+    release = stack(parts, sum(len(p.ids) for p in parts), parts[0].whole.shape[1] if with_signatures and parts
+                    else None)
+    return dict(iter_decisions(release, near))
 
 
 class KeysBuilder:

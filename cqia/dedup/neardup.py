@@ -245,65 +245,188 @@ def _band_keys(band: np.ndarray) -> np.ndarray:
     return key
 
 
-def candidate_pairs(whole: np.ndarray, config: NearDupConfig) -> np.ndarray:
-    """Unique (earlier, later) index pairs that share at least one LSH band, as int64 codes earlier*N+later."""
-    n = whole.shape[0]
-    rows = config.num_perm // config.bands
-    found: list[np.ndarray] = []
-    for b in range(config.bands):
-        keys = _band_keys(whole[:, b * rows:(b + 1) * rows])
-        order = np.argsort(keys, kind="stable")        # equal keys keep index order
+@dataclass
+class Matches:
+    """Near-duplicate matches as arrays, in index order of the dropped record (what `find_matches` gives
+    as a dict): record `index[k]` is a near duplicate of the kept record `kept[k]`."""
+
+    index: np.ndarray               # int64, increasing
+    kept: np.ndarray                # int64
+    similarity: np.ndarray          # float64, rounded to 4 places
+    output_similarity: np.ndarray   # float64, rounded to 4 places
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def as_dict(self) -> dict[int, Match]:
+        return {i: Match(i, j, s, o) for i, j, s, o in zip(self.index.tolist(), self.kept.tolist(),
+                                                            self.similarity.tolist(),
+                                                            self.output_similarity.tolist())}
+
+
+class _Band:
+    """One LSH band's buckets, as what a record needs to list its candidates.
+
+    Records are sorted by band key (stably, so a bucket's members are in index
+    order). A record's candidates in this band are the first min(rank, max_candidates)
+    members of its bucket, where rank is how many members come before it:
+    `order[start[i] + w]` for w < rank[i]. 9 bytes a record, whatever the buckets' sizes.
+    """
+
+    def __init__(self, band: np.ndarray, max_candidates: int):
+        n = band.shape[0]
+        keys = _band_keys(band)
+        order = np.argsort(keys, kind="stable")          # equal keys keep index order
         sorted_keys = keys[order]
+        del keys
         new_group = np.empty(n, dtype=bool)
         new_group[0] = True
         np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_group[1:])
-        if new_group.all():
-            continue
-        group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-        rank = np.arange(n) - group_start
-        for w in range(config.max_candidates):
-            later = np.nonzero(rank > w)[0]
-            if not len(later):
-                break
-            found.append(order[group_start[later] + w].astype(np.int64) * n + order[later])
-    if not found:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(found))
+        del sorted_keys
+        self.empty = bool(new_group.all())               # every bucket has one record: no candidates
+        if self.empty:
+            return
+        position = np.arange(n, dtype=np.int64)
+        group_start = np.maximum.accumulate(np.where(new_group, position, 0))
+        rank = position - group_start
+        del position, new_group
+        self.order = order.astype(np.int32 if n < 2**31 else np.int64)
+        self.start = np.empty(n, dtype=self.order.dtype)
+        self.start[order] = group_start
+        self.rank = np.empty(n, dtype=np.min_scalar_type(max_candidates))
+        self.rank[order] = np.minimum(rank, max_candidates)
+
+    def candidates(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(earlier, later) pairs for the later records lo..hi-1 (int64)."""
+        if self.empty:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rank = self.rank[lo:hi]
+        later = np.nonzero(rank)[0]
+        counts = rank[later].astype(np.int64)
+        total = int(counts.sum())
+        if not total:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        later += lo
+        ends = np.cumsum(counts)
+        w = np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)   # 0..rank-1 per later record
+        later = np.repeat(later, counts)
+        return self.order[self.start[later] + w].astype(np.int64), later
+
+
+def candidate_pairs(whole: np.ndarray, config: NearDupConfig) -> np.ndarray:
+    """Unique (earlier, later) index pairs that share at least one LSH band, as int64 codes earlier*N+later.
+
+    All pairs at once (for tests and small inputs): `find_matches` lists them a slice of records at a time.
+    """
+    n = whole.shape[0]
+    rows = config.num_perm // config.bands
+    found = []
+    for b in range(config.bands):
+        earlier, later = _Band(whole[:, b * rows:(b + 1) * rows], config.max_candidates).candidates(0, n)
+        found.append(earlier * n + later)
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+# Later records per slice of find_matches: at most PAIRS_PER_SLICE candidate pairs (bands x max_candidates
+# a record) are listed at once, whatever the buckets' sizes.
+PAIRS_PER_SLICE = 2_000_000
 
 
 def find_matches(whole: np.ndarray, output: np.ndarray, config: NearDupConfig,
-                 exclude: set[int] = frozenset(), chunk: int = 100_000) -> dict[int, Match]:
-    """Greedy keep-first over verified LSH candidates (see the module docstring).
+                 exclude: set[int] | np.ndarray = frozenset(), chunk: int = 100_000) -> dict[int, Match]:
+    """Greedy keep-first over verified LSH candidates (see the module docstring), as a dict index -> Match.
 
     Indices in `exclude` (exact duplicates, dropped elsewhere) are never kept and never matched.
     """
+    return match_arrays(whole, output, config, exclude, chunk).as_dict()
+
+
+def match_arrays(whole: np.ndarray, output: np.ndarray, config: NearDupConfig,
+                 exclude: set[int] | np.ndarray = frozenset(), chunk: int = 100_000,
+                 slice_records: int | None = None) -> Matches:
+    """`find_matches` as arrays, in memory that does not grow with the size of the clusters.
+
+    Record i is dropped as a near duplicate of the smallest j among its LSH
+    candidates (in any band, the first `max_candidates` records of its bucket)
+    that reaches the threshold on both texts and is itself kept (not excluded,
+    not dropped). Records are decided in index order, a slice at a time: a
+    slice's candidate pairs (at most bands x max_candidates a record) are
+    listed, those whose earlier record is already known to be dropped are
+    left out, the rest are verified `chunk` pairs at a time, and the slice's
+    records are decided. What is kept between slices is one flag a record;
+    the LSH buckets take 9 bytes a record and band. `slice_records` (default:
+    PAIRS_PER_SLICE / (bands x max_candidates)) sets the slice's length.
+    """
     n = whole.shape[0]
-    codes = candidate_pairs(whole, config)
-    earlier_parts, later_parts, sim_parts, out_parts = [], [], [], []
-    for start in range(0, len(codes), chunk):
-        part = codes[start:start + chunk]
-        earlier, later = part // n, part % n
-        sim = similarity(whole[earlier], whole[later])
-        out_sim = similarity(output[earlier], output[later])
-        ok = (sim >= config.threshold) & (out_sim >= config.threshold)
-        earlier_parts.append(earlier[ok])
-        later_parts.append(later[ok])
-        sim_parts.append(sim[ok])
-        out_parts.append(out_sim[ok])
-    if not earlier_parts:
-        return {}
-    earlier = np.concatenate(earlier_parts)
-    later = np.concatenate(later_parts)
-    sims = np.concatenate(sim_parts)
-    out_sims = np.concatenate(out_parts)
-    order = np.lexsort((earlier, later))               # by later, then earlier: visit in index order
-    dropped: dict[int, Match] = {}
-    for i, j, s, o in zip(later[order].tolist(), earlier[order].tolist(),
-                          sims[order].tolist(), out_sims[order].tolist()):
-        if i in dropped or j in dropped or i in exclude or j in exclude:
-            continue                                   # i already placed, or j is not kept
-        dropped[i] = Match(i, j, round(s, 4), round(o, 4))
-    return dropped
+    if n < 2:
+        empty = np.zeros(0, np.int64)
+        return Matches(empty, empty, np.zeros(0), np.zeros(0))
+    rows = config.num_perm // config.bands
+    gone = np.zeros(n, dtype=bool)                   # excluded or dropped: never a kept record
+    if isinstance(exclude, np.ndarray) and exclude.dtype == bool:
+        gone |= exclude
+    elif len(exclude):
+        gone[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = True
+    excluded = gone.copy()
+    bands = [_Band(whole[:, b * rows:(b + 1) * rows], config.max_candidates) for b in range(config.bands)]
+    bands = [band for band in bands if not band.empty]
+    step = slice_records or max(1, PAIRS_PER_SLICE // (config.bands * config.max_candidates))
+    out: list[tuple[np.ndarray, ...]] = []
+    for lo in range(0, n if bands else 0, step):
+        hi = min(n, lo + step)
+        pairs = [band.candidates(lo, hi) for band in bands]
+        earlier = np.concatenate([e for e, _ in pairs])
+        later = np.concatenate([l for _, l in pairs])
+        del pairs
+        keep = ~(gone[earlier] | excluded[later])
+        codes = np.unique(later[keep] * n + earlier[keep])   # by later, then earlier: index order
+        del earlier, later, keep
+        if not len(codes):
+            continue
+        parts = []
+        for start in range(0, len(codes), chunk):
+            part = codes[start:start + chunk]
+            j, i = part % n, part // n
+            sim = similarity(whole[j], whole[i])
+            out_sim = similarity(output[j], output[i])
+            ok = (sim >= config.threshold) & (out_sim >= config.threshold)
+            parts.append((i[ok], j[ok], sim[ok], out_sim[ok]))
+        del codes
+        later, earlier, sims, out_sims = (np.concatenate(c) for c in zip(*parts))
+        if not len(later):
+            continue
+        decided = _keep_first(later, earlier, lo, gone)
+        out.append((later[decided], earlier[decided], sims[decided], out_sims[decided]))
+    if not out:
+        empty = np.zeros(0, np.int64)
+        return Matches(empty, empty, np.zeros(0), np.zeros(0))
+    index, kept, sims, out_sims = (np.concatenate(c) for c in zip(*out))
+    return Matches(index, kept, np.round(sims, 4), np.round(out_sims, 4))
+
+
+def _keep_first(later: np.ndarray, earlier: np.ndarray, lo: int, gone: np.ndarray) -> np.ndarray:
+    """Positions of the pairs that decide: for each later record, its first earlier record that is kept.
+
+    `later, earlier` are a slice's verified pairs in index order (by later,
+    then earlier), every earlier record before `lo` already kept; `gone` is
+    updated with the records dropped. A later record whose first candidate is
+    before the slice is decided at once; the others (their first candidate is
+    in the slice, and may itself be dropped) are walked in index order.
+    """
+    first = np.ones(len(later), dtype=bool)
+    first[1:] = later[1:] != later[:-1]
+    heads = np.nonzero(first)[0]
+    ends = np.append(heads[1:], len(later))
+    settled = earlier[heads] < lo
+    chosen = np.where(settled, heads, -1)
+    gone[later[heads[settled]]] = True
+    for k in np.nonzero(~settled)[0].tolist():
+        for p in range(heads[k], ends[k]):
+            if not gone[earlier[p]]:
+                chosen[k] = p
+                gone[later[p]] = True
+                break
+    return chosen[chosen >= 0]
 
 
 def clusters(matches: dict[int, Match]) -> dict[int, list[int]]:
