@@ -8,6 +8,7 @@ import pytest
 from cqia.cli.audit import _step_line
 from cqia.ingest.judge import make_id
 from cqia.ingest.decisions import load_decisions
+from cqia.registry.audit import readable_steps
 from conftest import as_registry
 from stages.publish import dedup_step
 from test_records import ENTRY, poison_line as poison, run
@@ -20,7 +21,7 @@ FULL = {"instruction": "新手如何开始学习编程？", "input": "", "output
 
 def steps_of(lines, entry=POISON, decisions=None):
     """The lineage steps the category core writes for `lines`, one list per raw line."""
-    return [outcome.lineage["steps"] for outcome in run(lines, entry, decisions)[1]]
+    return [readable_steps(outcome.lineage) for outcome in run(lines, entry, decisions)[1]]
 
 
 def test_the_steps_of_a_record_the_core_transforms_read_as_what_was_done():

@@ -113,7 +113,8 @@ def test_lineage_of_a_transformed_record(tagged):
     out = lineage(tagged, rid(2), "--rev", "v0.2")
     [norm] = [s for s in out["steps"] if s["step"] == "normalize"]
     assert norm == {"step": "normalize", "field": "instruction", "rules": ["fullwidth_ascii"],
-                    "before": "ＡＩ写的判决书可信吗？", "after": "AI写的判决书可信吗？"}
+                    "before": "ＡＩ写的判决书可信吗？", "after": "AI写的判决书可信吗？",
+                    "edits": [[0, "ＡＩ", "AI"]]}     # stored: the edits; before and after rebuilt
     assert out["releases"] == ["v0.1", "v0.2"]
 
 

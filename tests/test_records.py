@@ -15,6 +15,7 @@ from cqia.common.errors import CqiaError
 from cqia.ingest.judge import Processor, Source, duplicate_key, make_id
 from cqia.ingest.decisions import load_decisions
 from cqia.gates.schema import RecordSchema
+from cqia.registry.audit import readable_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = RecordSchema.from_file(ROOT / "schemas/record.schema.json")
@@ -44,7 +45,10 @@ def test_released_record_has_domain_labels_defaults_and_lineage():
                                      "raw_sha256": hashlib.sha256(line.encode()).hexdigest()}
     norm = [s for s in out.lineage["steps"] if s["step"] == "normalize"]
     assert norm == [{"step": "normalize", "field": "instruction", "rules": ["fullwidth_ascii"],
-                     "before": "ＡＩ会取代医生吗？", "after": "AI会取代医生吗？"}]
+                     "edits": [[0, "ＡＩ", "AI"]]}]          # stored: what changed (lineage format 2)
+    norm = [s for s in readable_steps(out.lineage) if s["step"] == "normalize"]
+    assert norm == [{"step": "normalize", "field": "instruction", "rules": ["fullwidth_ascii"],
+                     "before": "ＡＩ会取代医生吗？", "after": "AI会取代医生吗？", "edits": [[0, "ＡＩ", "AI"]]}]
 
 
 def test_id_ignores_line_position_key_order_and_cleaning():
@@ -185,8 +189,9 @@ def test_every_transform_is_a_lineage_step_in_order():
     assert steps == [("normalize", "instruction", ["opencc_t2s", "fullwidth_ascii"]),
                      ("normalize", "output", ["opencc_t2s", "fullwidth_ascii"]),
                      ("mask", "output", ["email", "phone"])]
-    mask = out.lineage["steps"][4]
+    mask = readable_steps(out.lineage)[4]
     assert mask["before"] == mask["after"] == "不会。有问题请写信到 [EMAIL] 或致电[PHONE]"    # lineage is redacted
+    assert out.lineage["steps"][4]["edits"] == []
     assert out.lineage["redacted"] == ["email", "phone"]
 
 
@@ -213,7 +218,8 @@ def test_invisible_characters_are_removed_with_a_normalize_step():
     _, [out] = run([orjson.dumps({"prompt": "什麼是維基百科？", "answer": text}).decode()], CLEAN)
     assert out.accepted and out.record["output"] == "维基百科是一个自由内容的网络百科全书。"
     [step] = [s for s in out.lineage["steps"] if s.get("field") == "output"]
-    assert (step["step"], step["rules"], step["before"]) == ("normalize", ["zero_width"], text)
+    assert (step["step"], step["rules"]) == ("normalize", ["zero_width"])
+    assert [(removed, inserted) for _, removed, inserted in step["edits"]] == [("\u200b", "")] * text.count("\u200b")
 
 
 def test_a_separator_line_is_a_normalize_step_not_a_reject():
@@ -459,7 +465,7 @@ def test_the_released_record_has_the_mask_token_and_no_form_of_the_pii(normalize
         assert out.record["output"] == f"ＡＩ客服说：{masked_wide}，工作时间９点到５点。"
     assert_no_pii(out.record, forms)
     assert_no_pii(out.lineage, forms)
-    [mask] = [s for s in out.lineage["steps"] if s["step"] == "mask"]
+    [mask] = [s for s in readable_steps(out.lineage) if s["step"] == "mask"]
     assert mask["field"] == "output" and mask["after"] == out.record["output"]
 
 

@@ -38,6 +38,7 @@ def _change(rest: dict, marks: tuple[str, ...] = ()) -> str:
     """`field [rules]: before → after`; one text when they are the same in this copy (PII masked in both)."""
     field, rules = rest.pop("field", "?"), ", ".join(rest.pop("rules", []))
     before, after = rest.pop("before", ""), rest.pop("after", "")
+    rest.pop("edits", None)      # stored edits (lineage format 2): before and after are rebuilt from them
     if before != after:
         return f"{field} [{rules}]: {_short(before, 50)} → {_short(after, 50)}"
     found = [at for at in (after.find(mark) for mark in marks) if at >= 0] if isinstance(after, str) else []

@@ -54,8 +54,126 @@ def map_step(defaults: list[str], dropped_keys: list[str] | None = None) -> dict
 
 
 def edit_step(kind: str, field: str, rules: list[str], before: str, after: str) -> dict[str, Any]:
-    """A text field changed: `kind` is normalize or mask, `rules` what changed it, in order."""
+    """A text field changed: `kind` is normalize or mask, `rules` what changed it, in order.
+
+    This is the step as the judge builds it and as readers show it (`expand_edits`);
+    what is stored (lineage format 2) holds `edits` instead of the texts: `store_edits`.
+    """
     return {"step": kind, "field": field, "rules": rules, "before": before, "after": after}
+
+
+# --- edit steps as stored: what changed, not the field twice (lineage format 2) ----------------
+#
+# A stored normalize or mask step has `edits`: [[start, removed, inserted], ...], positions in
+# code points of the field's text before the step, ascending and not overlapping. The text
+# before the step is the field as the previous edit step of that field left it, or for the
+# first, the field as the category's format maps it from the lineage's `raw` (the base texts);
+# a step whose text before is not that carries `before` too (e.g. redaction changed the raw
+# record differently from the field). Format 1 (releases cut before it) stored `before` and
+# `after` whole: `expand_edits` reads both.
+
+
+# text_edits resynchronises after a difference by finding the nearest place (within RESYNC
+# characters in either text) where ANCHOR characters agree again: the rules' changes are small and
+# local (a character folded, dropped or doubled, CRLF, spaces), and this costs about a pass over the
+# text, where difflib takes milliseconds a field. Differences it cannot resync go to difflib.
+RESYNC, ANCHOR = 8, 8
+
+
+def text_edits(before: str, after: str) -> list[list[Any]]:
+    """Edits that turn `before` into `after` (apply_edits(before, edits) == after; none if they are equal)."""
+    a, b = before, after
+    n, m = len(a), len(b)
+    edits: list[list[Any]] = []
+    i = j = 0
+    while i < n and j < m:
+        if a[i] == b[j]:
+            for step in (256, 32, 4):            # skip an equal stretch in blocks, then characters
+                while i + step <= n and a[i:i + step] == b[j:j + step]:
+                    i, j = i + step, j + step
+            while i < n and j < m and a[i] == b[j]:
+                i, j = i + 1, j + 1
+            continue
+        found = None
+        for cost in range(1, 2 * RESYNC + 1):     # the smallest change that makes the texts agree again
+            for da in range(max(0, cost - RESYNC), min(cost, RESYNC) + 1):
+                db = cost - da
+                if a[i + da:i + da + ANCHOR] == b[j + db:j + db + ANCHOR]:
+                    found = da, db
+                    break
+            if found:
+                break
+        if found is None:
+            from difflib import SequenceMatcher
+
+            edits += [[i + i1, a[i + i1:i + i2], b[j + j1:j + j2]] for tag, i1, i2, j1, j2 in
+                      SequenceMatcher(None, a[i:], b[j:]).get_opcodes() if tag != "equal"]
+            return edits
+        da, db = found
+        edits.append([i, a[i:i + da], b[j:j + db]])
+        i, j = i + da, j + db
+    if i < n or j < m:
+        edits.append([i, a[i:], b[j:]])
+    return edits
+
+
+def apply_edits(before: str, edits: list[list[Any]]) -> str:
+    """The text after: `before` with each edit's removed text replaced by its inserted text."""
+    out, at = [], 0
+    for start, removed, inserted in edits:
+        if start < at or before[start:start + len(removed)] != removed:
+            raise ValueError(f"edit at {start} does not apply: {removed!r} is not there")
+        out += [before[at:start], inserted]
+        at = start + len(removed)
+    out.append(before[at:])
+    return "".join(out)
+
+
+def is_edit(step: dict[str, Any]) -> bool:
+    return step.get("step") in ("normalize", "mask")
+
+
+def store_edits(steps: list[dict[str, Any]], base: dict[str, str]) -> None:
+    """Turn the edit steps of `steps` (as `edit_step` builds them) into their stored form, in place.
+
+    `base` is each text field as the category's format maps it from the lineage's raw
+    record (what a reader starts from); a step whose text before differs keeps `before`.
+    """
+    current = dict(base)
+    for k, step in enumerate(steps):
+        if not is_edit(step) or "edits" in step:
+            continue
+        field, before, after = step["field"], step["before"], step["after"]
+        stored = {"step": step["step"], "field": field, "rules": step["rules"], "edits": text_edits(before, after)}
+        if current.get(field) != before:
+            stored["before"] = before
+        current[field] = after
+        steps[k] = stored
+
+
+def expand_edits(steps: list[dict[str, Any]], base: dict[str, str]) -> list[dict[str, Any]]:
+    """The steps with every edit step's `before` and `after` (format 1 or 2; new dicts, `steps` untouched).
+
+    Raises ValueError if a format 2 step has no text before (the field is not in `base`)
+    or its edits do not apply.
+    """
+    current, out = dict(base), []
+    for step in steps:
+        if not is_edit(step):
+            out.append(step)
+            continue
+        field = step["field"]
+        if "edits" in step:
+            before = step["before"] if "before" in step else current.get(field)
+            if before is None:
+                raise ValueError(f"{step['step']} step of {field}: no text to apply its edits to")
+            after = apply_edits(before, step["edits"])
+            out.append({**edit_step(step["step"], field, step["rules"], before, after), "edits": step["edits"]})
+        else:                                   # format 1: both texts stored
+            after = step["after"]
+            out.append(dict(step))
+        current[field] = after
+    return out
 
 
 def pass_step(kind: str) -> dict[str, Any]:

@@ -342,6 +342,20 @@ FORMATS: dict[str, Format] = {
                          {"jsonl": ("instruction", "output")}),
 }
 FORMAT_NAMES = tuple(FORMATS)
+TEXT_FIELDS = ("instruction", "input", "output")
+
+
+def edit_base(format_name: str, layout: str, raw: Any) -> dict[str, str]:
+    """The text fields as format `format_name` maps them from `raw` (a lineage's raw record): what
+    the stored edits of a lineage start from (cqia/common/lineage.py). Empty if raw does not map."""
+    fmt = FORMATS.get(format_name)
+    if fmt is None or not isinstance(raw, dict):
+        return {}
+    try:
+        fields = fmt.fields(raw, layout)
+    except (MissingField, KeyError, TypeError, AttributeError):
+        return {}
+    return {key: fields[key] for key in TEXT_FIELDS if isinstance(fields.get(key), str)}
 
 _CONTAINER = {"jsonl": "JSON Lines", "exam-jsonl": "JSON Lines", "array": "one JSON array"}
 

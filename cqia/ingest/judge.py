@@ -10,7 +10,9 @@ Lineage is published (in the release and in the stage's rejects), so it must
 not carry the PII its category's `rules.pii` masks or rejects: in a category
 with such kinds, every text the lineage holds (the raw record, the steps'
 `before` and `after`, details and notes) has those spans replaced by the
-record's mask tokens, and `redacted` lists the kinds replaced. What an auditor
+record's mask tokens, and `redacted` lists the kinds replaced. Then the
+normalize and mask steps are stored as edits (what changed, not the field
+before and after; cqia/common/lineage.py). What an auditor
 checks against the immutable raw file stays exact: `source` has the raw
 file, its md5, the line, and `raw_sha256`, the sha256 of the raw record's
 verbatim text (the line without its newline, BOM and surrounding white space,
@@ -28,8 +30,8 @@ import orjson
 from cqia.common.record import RECORD_KEYS, TEXT_FIELDS
 from cqia.ingest import pii
 from cqia.common.fileio import dumps_canonical
-from cqia.common.lineage import edit_step, map_step, parse_step, pass_step, reject_step
-from cqia.ingest.formats import FORMATS, MissingField, RawItem
+from cqia.common.lineage import edit_step, is_edit, map_step, parse_step, pass_step, reject_step, store_edits
+from cqia.ingest.formats import FORMATS, MissingField, RawItem, edit_base
 from cqia.ingest.normalize import normalize_text, rule_chain
 from cqia.common.params import Category
 from cqia.ingest.decisions import Decision
@@ -110,6 +112,9 @@ class Processor:
         outcome = self._judge(source, item, occurrence)
         if self.rules.pii_kinds:
             redact_lineage(outcome.lineage, self.rules.pii_kinds)
+        steps = outcome.lineage["steps"]
+        if any(is_edit(step) for step in steps):       # stored as edits, over the raw record as redacted
+            store_edits(steps, edit_base(self.category.format, item.layout, outcome.lineage["raw"]))
         return outcome
 
     def _judge(self, source: Source, item: RawItem, occurrence: int) -> Outcome:

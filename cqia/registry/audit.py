@@ -193,6 +193,21 @@ def _places(labels: list[str], unreadable: list[str]) -> str:
     return text + (f" (not checked: {', '.join(unreadable)}, whose data cannot be read)" if unreadable else "")
 
 
+def readable_steps(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """A lineage line's steps with each edit step's `before` and `after`, rebuilt from its stored edits
+    (lineage format 2) over the raw record; format 1 lines already hold them. A line whose edits do
+    not apply (it should not happen) keeps its steps as stored."""
+    from cqia.common.lineage import expand_edits
+    from cqia.ingest.formats import edit_base
+
+    steps = found["steps"]
+    parse = steps[0] if steps and steps[0].get("step") == "parse" else {}
+    try:
+        return expand_edits(steps, edit_base(parse.get("format", ""), parse.get("layout", ""), found.get("raw")))
+    except ValueError:
+        return steps
+
+
 def lineage_result(found: dict[str, Any], version: str) -> dict[str, Any]:
     """What `cqia lineage --json` prints of one lineage line of release `version` (before `releases`)."""
     result = {
@@ -201,7 +216,7 @@ def lineage_result(found: dict[str, Any], version: str) -> dict[str, Any]:
         "category": found["category"],
         "source": found["source"],
         "raw": found["raw"],
-        "steps": found["steps"],
+        "steps": readable_steps(found),
         "release": version,
         **({"redacted": found["redacted"]} if found.get("redacted") else {}),
     }

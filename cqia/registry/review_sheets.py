@@ -74,7 +74,7 @@ def hints(lineage: dict[str, Any]) -> str:
             continue
         if name == "review" and step.get("result") == "reject":
             continue  # review_pending itself: the reason this record is on the sheet
-        extra = {k: v for k, v in step.items() if k not in ("step", "before", "after")}
+        extra = {k: v for k, v in step.items() if k not in ("step", "before", "after", "edits")}
         out.append(f"{name}: {dumps_canonical(extra).decode()}")
     return "; ".join(out)
 
