@@ -66,14 +66,13 @@ def dedup_step(decision: dict[str, Any] | None) -> tuple[dict[str, Any], str | N
 
 def parquet_batch(lines: list[bytes], pschema):
     """The Arrow table of released record lines (Arrow's JSON reader: 4x faster than from_pylist)."""
-    import io
-
+    import pyarrow as pa
     import pyarrow.json as pj
 
     options = pj.ParseOptions(explicit_schema=pschema, unexpected_field_behavior="error")
     # Arrow reads in blocks, and a record must fit in one.
     blocks = pj.ReadOptions(block_size=max(1 << 20, 2 * max(map(len, lines))))
-    return pj.read_json(io.BytesIO(b"".join(lines)), read_options=blocks, parse_options=options).select(pschema.names)
+    return pj.read_json(pa.BufferReader(b"".join(lines)), read_options=blocks, parse_options=options).select(pschema.names)
 
 
 def write_batch(parquet, lines: list[bytes], pschema) -> int:

@@ -137,7 +137,19 @@ _register_commands()
 
 
 def main() -> None:
-    cli(prog_name="cqia")
+    """The `cqia` console script: click's exit code, through `exit_now` (see there why)."""
+    from cqia.common.entry import exit_now
+
+    try:
+        cli(prog_name="cqia")
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,20 @@ class Release(api.Release):
     def open(self, name: str) -> BinaryIO:  # type: ignore[override]
         return super().open(f"{RELEASE_DIR}/{name}")
 
+    def arrow_file(self, name: str):
+        """The file for pyarrow, never a Python file object: a local path, or the bytes read through DVC.
+
+        pyarrow given a Python file object may still be closing it on one of its threads when the
+        interpreter exits, which aborts the process ("terminate called without an active
+        exception", apache/arrow#33975); a path or an Arrow buffer involves no Python at all.
+        """
+        import pyarrow as pa
+
+        if isinstance(self._fs, api._Local):
+            return str(self._fs.root / RELEASE_DIR / name)
+        with self.open(name) as handle:
+            return pa.BufferReader(handle.read())
+
     def index(self, columns: list[str] | None = None, filters=None, category: str | None = None):
         """The lineage index of one category, or of every category in release order (one table)."""
         import pyarrow as pa
@@ -46,8 +60,8 @@ class Release(api.Release):
 
         tables = []
         for name in [category] if category else list(self.categories):
-            with self.open(lineage_path(name, INDEX_FILE)) as handle:
-                tables.append(pq.read_table(handle, columns=columns, filters=filters))
+            tables.append(pq.read_table(self.arrow_file(lineage_path(name, INDEX_FILE)), columns=columns,
+                                        filters=filters))
         return pa.concat_tables(tables, promote_options="permissive") if len(tables) != 1 else tables[0]
 
     def entry(self, record_id: str) -> dict[str, Any] | None:
@@ -62,8 +76,7 @@ class Release(api.Release):
         category = category_of(record_id)
         if category not in self.categories:
             return None
-        with self.open(lineage_path(category, INDEX_FILE)) as handle:
-            pf = pq.ParquetFile(handle)
+        with pq.ParquetFile(self.arrow_file(lineage_path(category, INDEX_FILE))) as pf:
             meta = pf.metadata
             column = meta.schema.names.index("id")
             for group in range(meta.num_row_groups):
