@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: repro test test-fast lint lock clean-venv bench
+.PHONY: repro test test-fast lint lock clean-venv bench quality
 
 repro: $(VENV)/.installed
 	$(BIN)/dvc repro
@@ -20,7 +20,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check --quiet .
 
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -n auto --dist loadfile -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile -m unit $(PYTEST_ARGS)
+
+# The cleaning rules' precision and recall on the evaluation set (tests/quality/; docs/rules.md).
+quality: $(VENV)/.installed
+	$(BIN)/python -m tests.quality.report
 
 # The benchmark (bench/run.py, BENCHMARKS.md): `make bench` at 10k records takes about a minute;
 # `make bench N=1000000` is the 1M run (about 2 GB raw, 30 GB of scratch in bench/out/).

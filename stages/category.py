@@ -16,6 +16,11 @@ names end in `.zst`, as dvc.yaml names them: cqia/common/fileio.py), the
 rejects with reason codes and their lineage, the keys the dedup stage compares
 (cqia/dedup/keys.py: id, exact key, MinHash signatures) and metrics; all five
 appear together, and only if every gate passed.
+
+Where the records are judged is an environment setting, never a param: the
+bytes are the same either way (cqia/ingest/executor.py). CQIA_EXECUTOR=local
+(default) uses forked workers on this machine (CQIA_WORKERS of them);
+CQIA_EXECUTOR=ray sends the chunks to a Ray cluster (docs/ray.md).
 """
 
 from __future__ import annotations
@@ -24,57 +29,25 @@ import os
 import sys
 import time
 from collections import Counter
-from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from cqia.dedup.keys import KeysBuilder, to_table
+from cqia.gates.accounting import check_accounting
+from cqia.dedup.keys import to_table
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
-from cqia.common.fileio import Staging, dumps_line, dumps_pretty, file_digest
-from cqia.common.lineage import gate_step
+from cqia.common.fileio import Staging, dumps_pretty, file_digest
 from cqia.dedup.neardup import NearDupConfig
 from cqia.ingest.formats import (FORMATS, SNIFF_BYTES, Format, RawItem, check_encoding, check_layout,
                           file_problems, parse_json_array, parse_jsonl, sniff)
-from cqia.ingest.parallel import Workers, worker_count
+from cqia.ingest.executor import open_workers
 from cqia.common.params import load_yaml
 from cqia.ingest.config import load_checked_category
-from cqia.common.progress import progress
-from cqia.ingest.judge import Outcome, Processor, Source
+from cqia.common.progress import jsonl_records, progress
+from cqia.ingest.judge import Source
+from cqia.ingest.written import GX_COLUMNS, JudgeSpec
 from cqia.ingest.decisions import load_decisions
 from cqia.gates.schema import RecordSchema
-
-# The frame the Great Expectations suite sees: the record's short fields, and the text fields
-# as character counts (a chunk of full texts would cost ~1 GB per 50k records).
-GX_COLUMNS = ("id", "instruction_chars", "input_chars", "output_chars", "answer_from", "human_verified",
-              "copyright", "task_type_major", "domain", "domain_count")
-
-
-def gx_row(record: dict[str, Any]) -> tuple:
-    return (record["id"], len(record["instruction"]), len(record["input"]), len(record["output"]),
-            record["answer_from"], record["human_verified"], record["copyright"],
-            "|".join(record["task_type"]["major"]), "|".join(record["domain"]), len(record["domain"]))
-
-
-def written_form(outcomes: list[Outcome], suite: str, keys: KeysBuilder) -> list[tuple]:
-    """The outcomes as the stage writes them (cqia.ingest.parallel's `render`, run where the outcomes are made).
-
-    One plain tuple per outcome, cheap to send from a worker process:
-    (accepted, reason code, if accepted its lines of the accepted records and of
-    their lineage (a pair) else its line of rejects.jsonl, and if accepted its
-    Great Expectations row and its row of the keys file).
-    """
-    key_rows = iter(keys.rows([outcome.record for outcome in outcomes if outcome.accepted]))
-    out = []
-    for outcome in outcomes:
-        if outcome.accepted:
-            outcome.lineage["steps"].append(gate_step(suite))
-            out.append((True, None, (dumps_line(outcome.record), dumps_line(outcome.lineage)),
-                        gx_row(outcome.record), next(key_rows)))
-        else:
-            out.append((False, outcome.reason or "unknown", dumps_line(outcome.lineage), None, None))
-    return out
-
 
 class RawItems:
     """The raw items of one file, and the number of raw records counted apart from the parser.
@@ -157,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_yaml(args.params)
     category = load_checked_category(params, args.category, args.params)
     chunk_rows = int((params.get("gates") or {}).get("chunk_rows", 200_000))
-    keys = KeysBuilder(category.name, NearDupConfig.from_params(params.get("neardup"), args.params))
+    near = NearDupConfig.from_params(params.get("neardup"), args.params)
     schema = RecordSchema.from_file(args.schema)
     reviews = Path(args.reviews)
     if not reviews.is_file():
@@ -167,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         decisions = load_decisions(handle, str(reviews))
 
     raw_dir = Path(args.raw_dir)
-    processor = Processor(category, schema, decisions)
+    spec = JudgeSpec(category, schema.schema, decisions, near, suite.get("name", ""))
+    keys = spec.keys()
     fmt = FORMATS[category.format]
     counts: Counter[str] = Counter()
     files: dict[str, Any] = {}
@@ -175,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     pause_after = _pause_after(category.name)
     rows: list[tuple] = []
 
-    render = partial(written_form, suite=suite.get("name", ""), keys=keys)
     with Staging() as staging, staging.open(args.accepted) as acc_out, staging.open(args.lineage) as lin_out, \
-            staging.open(args.rejects) as rej_out, Workers(processor, render, worker_count()) as workers:
+            staging.open(args.rejects) as rej_out, open_workers(spec) as workers:
+        processor = workers.processor
         for name in category.raw:
             path = raw_dir / name
             if not path.is_file():
@@ -185,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                                 fix=f"Put it in {raw_dir}/ (or `dvc pull` it), or fix categories.{category.name}.raw")
             source = Source(file=path.as_posix(), md5=file_digest(path))
             items = read_raw_file(path, fmt)
-            kept = progress(workers.outcomes(source, items), f"{category.name} {name}")
+            kept = progress(workers.outcomes(source, items), f"{category.name} {name}",
+                            total=lambda path=path: jsonl_records(path))
             for is_accepted, reason, line, row, key_row in kept:
                 if written == pause_after:
                     _pause(written, acc_out, lin_out, rej_out)
@@ -213,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                             where=f"{reviews}:{first.line}",
                             fix="Fix the id (see `cqia review export`) or remove the line")
         raw_total = sum(f["records"] for f in files.values())
-        accounting = {"raw": raw_total, "accepted": accepted, "rejected": rejected,
-                      "success": raw_total == accepted + rejected}
-        if not accounting["success"]:
-            raise GateFailed(f"accounting gate failed: {raw_total} raw records but {accepted} accepted + "
-                             f"{rejected} rejected", where=f"category {category.name}")
+        accounting = check_accounting("raw", raw_total, {"accepted": accepted, "rejected": rejected},
+                                      where=f"category {category.name}")
         if rows or not gate.rows:
             gate.validate_rows(GX_COLUMNS, rows)
         gx_result = gate.result()

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from cqia.gates.accounting import check_accounting
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import Staging, dumps_pretty
@@ -89,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             raise GateFailed(f"accounting gate failed: the summary says {part['released']} released, the lineage "
                              f"index has {len(ids)}", where=f"category {cat.name}",
                              fix=f"Run `dvc repro publish@{cat.name}`")
-        if part["raw"] != part["released"] + part["rejected"]:
-            raise GateFailed(f"accounting gate failed: {part['raw']} raw records but {part['released']} released + "
-                             f"{part['rejected']} rejected", where=f"category {cat.name}",
-                             fix=f"Run `dvc repro publish@{cat.name}`")
+        check_accounting("raw", part["raw"], {"released": part["released"], "rejected": part["rejected"]},
+                         where=f"category {cat.name}", fix=f"Run `dvc repro publish@{cat.name}`")
         released_ids.append(pa.table({"id": ids, "category": pa.array([cat.name] * len(ids), pa.string())}))
         files.update(part["files"])
         raw_inputs.update(part["raw_inputs"])

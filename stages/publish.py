@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from cqia.gates.accounting import check_accounting
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.errors import CqiaError, GateFailed
 from cqia.common.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
@@ -162,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         if not result["success"]:
             raise GateFailed(failure_report(result, f"category {name} ({args.suite})"))
         lineage_out.write_index(lin / INDEX_FILE, index)
-        if cmetrics["accepted"] != released + sum(dropped.values()):
-            raise GateFailed(f"accounting gate failed: {cmetrics['accepted']} accepted but {released} released + "
-                             f"{sum(dropped.values())} duplicates", where=f"category {name}")
+        accounting = check_accounting("accepted", cmetrics["accepted"], {"released": released, "duplicates": sum(dropped.values())},
+                         where=f"category {name}")
         rejected = Counter(cmetrics["rejected_by_reason"]) + dropped
         written = {records_path(name): records_out, lineage_path(name): lineage_hashed}
         for path in sorted(out.iterdir()) + sorted(lin.iterdir()):
@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                    "raw_inputs": {file: info["md5"] for file, info in cmetrics["files"].items()},
                    "files": files, "example": example, "statistics": stats.as_dict(),
                    "gates": {"schema": {"released_checked": released, "success": True},
-                             "accounting": {"accepted": cmetrics["accepted"], "released": released,
-                                            "duplicates": sum(dropped.values()), "success": True},
+                             "accounting": accounting,
                              "great_expectations": result}}
         with staging.open(args.summary) as handle:
             handle.write(dumps_pretty(summary))

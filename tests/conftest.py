@@ -148,3 +148,37 @@ def gx_server_dir():
         yield directory
         gx_server.stop(directory)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- lanes
+
+LANES = ("process", "e2e")
+
+
+def pytest_collection_modifyitems(items):
+    """A test in neither the process nor the e2e lane is in the unit lane."""
+    for item in items:
+        if not any(item.get_closest_marker(lane) for lane in LANES):
+            item.add_marker(pytest.mark.unit)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: no subprocess, no fork (the default lane; make test-fast)")
+
+
+@pytest.fixture(autouse=True)
+def _unit_lane_starts_no_process(request, monkeypatch):
+    """The unit lane stays fast because nothing in it starts a process: a test that does fails here,
+    naming the lane its file belongs in."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: put its file in the process lane "
+                             "(pytestmark = pytest.mark.process)")
+
+    import os
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+    monkeypatch.setattr(os, "posix_spawn", refuse)

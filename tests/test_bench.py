@@ -177,12 +177,15 @@ def test_run_suite_times_every_scenario_in_a_bench_repo(tmp_path):
     # each timed run starts from no GX server (the suite has a server directory of its own)
     assert all(results[run]["gx_server"]["started"] for run in ("full", "incremental", "exact_only"))
     assert results["full"]["gx_server"]["peak_rss_mb"] > 0
-    assert all(r["helper_peak_rss_mb"] > r["helper_peak_uss_mb"] > 0
-               for r in results["full"]["stages"] if r["stage"].startswith("category@"))
+    # RSS is sampled: on a loaded machine a 240-record gate run can end between two samples, so at
+    # least one category's gate process is seen, and every one seen has its own memory under its RSS
+    seen = [r for r in results["full"]["stages"] if r["stage"].startswith("category@") and r["helper_peak_rss_mb"]]
+    assert seen and all(r["helper_peak_rss_mb"] > r["helper_peak_uss_mb"] > 0 for r in seen)
     assert (tmp_path / "results-240.json").is_file() and not (tmp_path / "repo-240").exists()
     assert "full dvc repro (all gates, near-dup on)" in table(results)
 
 
+@pytest.mark.process
 def test_the_bench_repo_can_use_another_dvc_cache_type(tmp_path):
     from bench.run import build_repo, run_name
 

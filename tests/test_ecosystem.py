@@ -24,7 +24,7 @@ from cqia.common.params import load_yaml
 from cqia.common.pii_kinds import LABELS as PII_LABELS
 from cqia.common.pii_kinds import MASKS as PII_MASKS
 from cqia.common.pii_kinds import PII_FIELDS
-from cqia.common.progress import progress
+from cqia.common.progress import jsonl_records, progress
 from cqia.publish.card import PiiLegend, dataset_card, features, parquet_schema
 from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label,
                                   to_alpaca, to_firefly, to_sharegpt)
@@ -150,6 +150,31 @@ def test_progress_draws_a_bar_on_a_terminal():
     tty = Terminal()
     assert list(progress(range(5), "merge zhihu", total=5, stream=tty)) == [0, 1, 2, 3, 4]
     assert "merge zhihu" in tty.getvalue()
+
+
+def test_a_bar_has_a_total_counted_only_when_it_is_shown():
+    """The category stage's bar shows n/total and an ETA; the count runs only on a terminal."""
+    counted = []
+
+    def total():
+        counted.append(1)
+        return 5
+
+    assert list(progress(range(5), "zhihu train.jsonl", total=total, stream=io.StringIO())) == list(range(5))
+    assert counted == []
+    tty = Terminal()
+    list(progress(range(5), "zhihu train.jsonl", total=total, stream=tty))
+    assert counted == [1] and "0/5 " in tty.getvalue()   # the bar shows the total from its first draw
+
+
+def test_records_of_a_raw_file_are_its_lines_and_an_array_has_no_count(tmp_path):
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_bytes(b'{"a": 1}\n{"a": "\xe4\xb8\xad"}\n{"a": 3}')           # no final newline
+    assert jsonl_records(jsonl) == 3
+    assert jsonl_records(jsonl, block=4) == 3                                   # lines across blocks
+    array = tmp_path / "part1.json"
+    array.write_bytes(b'\xef\xbb\xbf\n  [{"a": 1},\n {"a": 2}]\n')
+    assert jsonl_records(array) is None
 
 
 # ---------------------------------------------------------------- datasets (offline)

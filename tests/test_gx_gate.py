@@ -10,6 +10,8 @@ import pytest
 from cqia.common.errors import CqiaError
 from cqia.gates.gx import GateProcess, SuiteRun, failure_report
 
+pytestmark = pytest.mark.process  # helper processes running the suite
+
 SUITE = {"name": "t", "expectations": [
     {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}},
     {"type": "expect_column_values_to_be_between", "kwargs": {"column": "output_chars", "min_value": 1}},

@@ -25,12 +25,15 @@ from cqia.common.errors import CqiaError
 from cqia.gates.gx import GateProcess
 from test_gx_gate import CHUNKS, COLUMNS, SUITE
 
+pytestmark = pytest.mark.process  # real Great Expectations servers and gate processes
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # A gate run in a process of its own, as a stage does it; prints the result.
 CLIENT = f"""
 import orjson
 from cqia.gates.gx import GateProcess
+
 gate = GateProcess({SUITE!r})
 for rows in {CHUNKS!r}:
     gate.validate_rows({COLUMNS!r}, rows)

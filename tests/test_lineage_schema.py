@@ -92,3 +92,17 @@ def test_the_sample_release_lineage_is_valid_when_built():
            for f in files for n, raw in enumerate(f.read_bytes().splitlines(), 1) if lineage_errors(orjson.loads(raw))]
     assert not bad
     assert sum(len(f.read_bytes().splitlines()) for f in files) > 0
+
+
+def test_every_reason_code_is_listed_once_in_the_rules():
+    """rules.REASONS is the list of reason codes: the lineage's and the docs' reasons come from it."""
+    from cqia.ingest.rules import REASONS
+
+    assert len(set(REASONS)) == len(REASONS)
+    lineage_dir = ROOT / "data/release/lineage"
+    seen = {orjson.loads(raw).get("reason", "").split(":")[0] for f in lineage_dir.glob("*/lineage.jsonl")
+            for raw in f.read_bytes().splitlines()} - {""}
+    assert seen <= set(REASONS)
+    troubleshooting = (ROOT / "docs/troubleshooting.md").read_text(encoding="utf-8")
+    assert [r for r in REASONS if f"`{r}" not in troubleshooting] == []
+

@@ -103,6 +103,7 @@ def test_exact_duplicates_are_never_kept():
     assert {i: m.kept for i, m in matches.items()} == {2: 0}
 
 
+@pytest.mark.process
 def test_same_result_under_any_hash_seed():
     code = ("from cqia.dedup.neardup import *\n"
             "from tests.test_neardup import PROMPT, ANSWER_A, ANSWER_B, rec\n"

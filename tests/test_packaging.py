@@ -82,10 +82,32 @@ def third_party_imports() -> set[str]:
     return names - set(sys.stdlib_module_names) - {"cqia", "__future__"}
 
 
+def optional_imports() -> dict[str, str]:
+    """Top-level names of the optional extras' packages (other than the tests'), and their extra."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {re.split(r"[<>=!~\[; ]", dep)[0]: extra for extra, deps in extras.items() if extra != "test"
+            for dep in deps}
+
+
 def test_every_import_of_cqia_is_installed_by_the_wheel(installed):
-    """opencc, rensa and numpy are imported lazily: importing every module does not reach them."""
-    names = sorted(third_party_imports())
+    """opencc, rensa and numpy are imported lazily: importing every module does not reach them.
+    An optional extra's package (ray) is imported only where it is used, and is not installed here."""
+    optional = optional_imports()
+    assert optional == {"ray": "ray"}
+    names = sorted(third_party_imports() - set(optional))
     assert {"opencc", "rensa", "numpy", "pyarrow"} <= set(names)
     code = "import importlib.util, sys\nprint([n for n in sys.argv[1:] if importlib.util.find_spec(n) is None])"
     out = run([str(installed / "venv/bin/python"), "-c", code, *names], installed).stdout.strip()
     assert out == "[]", f"imported by cqia but not installed with the wheel: {out}"
+
+
+def test_the_ray_extra_is_in_the_wheel_s_metadata(installed):
+    """`pip install 'cqia-registry[ray]'` brings Ray; the plain install does not."""
+    code = "from importlib import metadata; print(metadata.requires('cqia-registry'))"
+    requires = run([str(installed / "venv/bin/python"), "-c", code], installed).stdout
+    assert "ray>=2.10; extra == \"ray\"" in requires
+    code = "import importlib.util; print(importlib.util.find_spec('ray'))"
+    assert run([str(installed / "venv/bin/python"), "-c", code], installed).stdout.strip() == "None"

@@ -26,13 +26,17 @@ from cqia.dedup.keys import KeysBuilder
 from cqia.common.errors import CqiaError
 from cqia.ingest.formats import FORMATS
 from cqia.dedup.neardup import NearDupConfig
+from cqia.ingest.executor import EXECUTOR_ENV, executor_name
 from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
 from cqia.ingest.config import checked_category
 from cqia.common.params import load_yaml
 from cqia.ingest.judge import Processor, Source, make_id
 from cqia.ingest.decisions import Decision, load_decisions
 from cqia.gates.schema import RecordSchema
-from stages.category import PAUSE_ENV, main, read_raw_file, written_form
+from cqia.ingest.written import written_form
+from stages.category import PAUSE_ENV, main, read_raw_file
+
+pytestmark = pytest.mark.process  # the stage entry: its Great Expectations gate and forked workers
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = RecordSchema.from_file(ROOT / "schemas/record.schema.json")
@@ -148,6 +152,25 @@ def test_a_json_array_problem_stops_both_runs_alike(tmp_path):
                                           "(compare its md5 with upstream's)")
 
 
+def test_chunks_are_numbered_and_name_their_place_in_the_file(tmp_path):
+    """What a failed chunk's error names (cqia/ingest/ray_executor.py): its number, its bytes or elements."""
+    body = b"".join(line(f"问题{i}", f"回答{i}很长很长。") for i in range(30))
+    (tmp_path / "train.jsonl").write_bytes(body)
+    items = read_raw_file(tmp_path / "train.jsonl", FORMATS["poison-mpts"])
+    chunks = list(Workers(None, None, 2, 100)._chunks(Source("train.jsonl", "0" * 32), items))
+    assert [chunk.number for chunk in chunks] == list(range(1, len(chunks) + 1)) and len(chunks) > 3
+    spans = [tuple(int(n) for n in chunk.span.removeprefix("bytes ").split("-")) for chunk in chunks]
+    assert [body[a:b + 1] for a, b in spans] == [chunk.data for chunk in chunks]
+    assert spans[0][0] == 0 and spans[-1][1] == len(body) - 1
+
+    element = '{"instruction": "下列做法正确的是？", "input": "", "output": "B"}'
+    (tmp_path / "part1.json").write_text("[" + ",\n".join([element] * 10) + "]", encoding="utf-8")
+    items = read_raw_file(tmp_path / "part1.json", FORMATS["coig-human-value"])
+    chunks = list(Workers(None, None, 2, 100)._chunks(Source("part1.json", "0" * 32), items))
+    assert [chunk.span for chunk in chunks] == ["elements 1-2", "elements 3-4", "elements 5-6", "elements 7-8",
+                                                "elements 9-10"]
+
+
 def worker_render(action, outcomes):
     """The stage's render, with `action` done in a worker process on the chunk holding line 12."""
     if os.getpid() != MAIN_PID and any(o.lineage["source"]["line"] == 12 for o in outcomes):
@@ -188,12 +211,25 @@ def test_the_workers_knob(value, expected):
     assert worker_count({WORKERS_ENV: value}) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
-def test_a_bad_workers_knob_is_named_with_the_fix(value):
+@pytest.mark.parametrize("value, expected", [("", "local"), ("local", "local"), ("ray", "ray"), (" ray ", "ray")])
+def test_the_executor_knob(value, expected):
+    assert executor_name({EXECUTOR_ENV: value}) == expected
+    assert executor_name({}) == "local"
+
+
+WORKERS_FIX = "Use a whole number of worker processes, e.g. 2 (1 runs the category stage in one process), or unset it " \
+              "to use every core"
+EXECUTOR_FIX = "Use one of ['local', 'ray'], or unset it (local: worker processes on this machine)"
+
+
+@pytest.mark.parametrize("knob, read, value, fix", [
+    *[(WORKERS_ENV, worker_count, value, WORKERS_FIX) for value in ("0", "two", "-1")],
+    *[(EXECUTOR_ENV, executor_name, value, EXECUTOR_FIX) for value in ("spark", "Ray", "fork")],
+])
+def test_a_bad_knob_is_named_with_the_fix(knob, read, value, fix):
     with pytest.raises(CqiaError) as exc:
-        worker_count({WORKERS_ENV: value})
-    assert str(exc.value) == (f"CQIA_WORKERS is {value!r}. Use a whole number of worker processes, e.g. 2 (1 runs the "
-                              "category stage in one process), or unset it to use every core")
+        read({knob: value})
+    assert str(exc.value) == f"{knob} is {value!r}. {fix}"
 
 
 # --- the stage entry ------------------------------------------------------------------

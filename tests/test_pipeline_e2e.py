@@ -86,7 +86,7 @@ def test_a_category_added_by_a_params_entry_alone(repo):
 def test_a_rule_change_reruns_only_its_category_dedup_and_merge(repo):
     repo.dvc("repro")
     before = {p: p.read_bytes() for p in repo.file("data/release").rglob("*") if p.is_file()}
-    edit_params(repo, lambda p: p["categories"]["zhihu"]["rules"]["min_chars"].update(output=170))
+    edit_params(repo, lambda p: p["categories"]["zhihu"]["rules"].update(min_chars={"output": 170}))  # over rule_defaults
     proc = repo.dvc("repro")
     # the other categories' dedup decisions did not change, so their part of the release is not rebuilt
     assert running(proc) == ["category@zhihu", "dedup", "merge", "publish@zhihu", "report"]  # sorted

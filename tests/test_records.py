@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cqia.ingest.formats import parse_json_array, parse_jsonl
-from cqia.ingest.config import checked_category
+from cqia.ingest.config import checked_category, load_checked_categories, load_checked_category
 from cqia.ingest.pii import LABELS, MASKS
 from cqia.common.errors import CqiaError
 from cqia.ingest.judge import Processor, Source, duplicate_key, make_id
@@ -175,7 +175,7 @@ def test_a_category_states_its_licence_and_source_dataset():
 
 # --- cleaning steps in the lineage ------------------------------------------------------
 
-CLEAN = dict(ENTRY, rules={"min_chars": {"output": 2}, "max_invisible_chars": 3, "mojibake": True,
+CLEAN = dict(ENTRY, rules={"min_chars": {"output": 2}, "max_invisible_ratio": 0.3, "mojibake": True,
                            "pii": {"email": "mask", "phone": "mask", "id_card": "reject"}},
              normalize={"fullwidth_ascii": True, "traditional_to_simplified": "t2s"})
 
@@ -197,16 +197,43 @@ def test_every_transform_is_a_lineage_step_in_order():
 
 @pytest.mark.parametrize("line, reason, detail", [
     ('{"prompt": "问\\u0000题\\u0001三\\u0002四\\u0003", "answer": "回答"}', "invisible_chars",
-     "instruction has 4 control, zero-width or bidi characters, max_invisible_chars is 3"),
+     "instruction: 4 of its 8 characters (50%) are control, zero-width or bidi characters, max_invisible_ratio is 0.3"),
     ('{"prompt": "核对身份证", "answer": "号码是11010519491231002X"}', "pii",
      "output contains a 身份证号 at character 4 (pii.id_card is reject)"),
     ('{"prompt": "浣犲ソ", "answer": "回答"}', "mojibake",
      "instruction has UTF-8 text that was decoded as GBK: '浣犲ソ' reads '你好'"),
+    # 請問電腦 garbled: read after t2s (璜嫔晱板昏叇) it was neither quoted as it came nor found at all
+    ('{"prompt": "璜嬪晱闆昏叇", "answer": "回答"}', "mojibake",
+     "instruction has UTF-8 text that was decoded as GBK: '璜嬪晱闆昏叇' reads '請問電腦'"),
 ])
 def test_cleaning_rejects_carry_reason_and_detail(line, reason, detail):
     _, [out] = run([line], CLEAN)
     assert (out.reason, out.lineage["detail"]) == (reason, detail)
     assert out.lineage["steps"][-1] == {"step": "rules", "result": "reject", "reason": reason, "detail": detail}
+
+
+def test_invisible_characters_are_removed_with_a_normalize_step():
+    """Zero-width spaces from scraping (one after every word) are stripped, and the lineage says so."""
+    text = "维基百科\u200b是\u200b一个\u200b自由\u200b内容\u200b的\u200b网络\u200b百科全书\u200b。"
+    _, [out] = run([orjson.dumps({"prompt": "什麼是維基百科？", "answer": text}).decode()], CLEAN)
+    assert out.accepted and out.record["output"] == "维基百科是一个自由内容的网络百科全书。"
+    [step] = [s for s in out.lineage["steps"] if s.get("field") == "output"]
+    assert (step["step"], step["rules"]) == ("normalize", ["zero_width"])
+    assert [(removed, inserted) for _, removed, inserted in step["edits"]] == [("\u200b", "")] * text.count("\u200b")
+
+
+def test_a_separator_line_is_a_normalize_step_not_a_reject():
+    entry = dict(CLEAN, rules=dict(CLEAN["rules"], max_char_repeats=10),
+                 normalize=dict(CLEAN["normalize"], separator_lines="collapse", cjk_spaces=True))
+    post = "第一道：番茄炒蛋\n🌸🌸🌸🌸🌸🌸🌸🌸🌸🌸🌸🌸\n第二道：蒜蓉西蘭花"
+    _, [out] = run([orjson.dumps({"prompt": "推薦 兩道 家常菜", "answer": post}).decode()], entry)
+    assert out.accepted and out.record["output"] == "第一道：番茄炒蛋\n🌸🌸🌸\n第二道：蒜蓉西兰花"
+    assert out.record["instruction"] == "推荐两道家常菜"
+    steps = [(s["field"], s["rules"]) for s in out.lineage["steps"] if s["step"] == "normalize"]
+    assert steps == [("instruction", ["opencc_t2s", "cjk_spaces"]), ("output", ["opencc_t2s", "separator_lines_collapse"])]
+    without = dict(entry, normalize=CLEAN["normalize"])
+    _, [out] = run([orjson.dumps({"prompt": "推荐两道家常菜", "answer": post}).decode()], without)
+    assert out.reason == "repeated_chars"
 
 
 def test_a_missing_record_key_without_a_default_is_missing_field():
@@ -227,6 +254,46 @@ def test_bad_rules_and_normalize_options_fail_when_params_are_read(entry, messag
     with pytest.raises(CqiaError) as exc:
         checked_category("t", entry)
     assert str(exc.value).startswith(message)
+
+
+# --- rule_defaults: the thresholds a category's rules override --------------------------------
+
+DEFAULT_RULES = {"min_chars": {"instruction": 4, "output": 20}, "mojibake": True, "max_char_repeats": 10,
+                 "task_types": {"代码": {"min_cjk_ratio": {"output": 0}}}}
+
+
+def test_a_categorys_rules_deep_merge_over_rule_defaults():
+    params = {"rule_defaults": DEFAULT_RULES, "categories": {
+        "t": dict(ENTRY, rules={"min_chars": {"output": 2}, "max_char_repeats": None,
+                                "task_types": {"选择题": {"min_chars": {"output": 1}}}}),
+        "u": dict(ENTRY, rules=None)}}
+    t, u = load_checked_categories(params)
+    assert t.rules == {"min_chars": {"instruction": 4, "output": 2}, "mojibake": True, "max_char_repeats": None,
+                       "task_types": {"代码": {"min_cjk_ratio": {"output": 0}}, "选择题": {"min_chars": {"output": 1}}}}
+    assert u.rules == DEFAULT_RULES
+    assert load_checked_category(params, "u") == u
+    assert checked_category("u", params["categories"]["u"], defaults=DEFAULT_RULES) == u
+    assert params["rule_defaults"] == DEFAULT_RULES                   # not changed in place
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ({"min_char": 3}, "params.yaml: rule_defaults: unknown key(s) ['min_char']. Available keys: ['min_chars', "),
+    ({"max_line_repeats": 3}, "params.yaml: rule_defaults: max_line_repeats was replaced by max_dup_line_frac, "
+                              "max_dup_line_char_frac and dup_line_min_chars (docs/rules.md). Available keys: ["),
+    ([3], "params.yaml: rule_defaults: must be a mapping of rule knobs. e.g. rule_defaults: {mojibake: true, "),
+])
+def test_bad_rule_defaults_are_named_where_they_are(defaults, message):
+    with pytest.raises(CqiaError) as exc:
+        load_checked_categories({"rule_defaults": defaults, "categories": {"t": ENTRY}})
+    assert str(exc.value).startswith(message)
+
+
+def test_the_category_stage_reruns_when_rule_defaults_change():
+    from cqia.common.params import load_yaml
+
+    dvc = load_yaml(ROOT / "dvc.yaml")
+    assert "rule_defaults" in dvc["stages"]["category"]["do"]["params"]
+    assert "rule_defaults" in load_yaml(ROOT / "params.yaml")
 
 
 def test_a_review_file_saved_with_a_bom_and_crlf_reads():

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -150,6 +155,24 @@ def test_lock_outs_are_the_outputs_in_the_release_directory():
         rel.LockOut("manifest.json", "dd", "merge"), rel.LockOut("zhihu", "0123.dir", "publish@zhihu")]
     assert rel.stages_of(["zhihu/train.jsonl"], rel.lock_outs(LOCK, "data/release")) == ["publish@zhihu"]
     assert rel.stages_of([], rel.lock_outs(LOCK, "data/release")) == ["merge", "publish@zhihu"]
+
+
+def test_advice_names_only_stages_dvc_yaml_has():
+    # douban was removed from params.yaml by hand: DVC keeps its entries in dvc.lock
+    lock = {"stages": {**LOCK["stages"], "publish@douban": {"outs": [
+        {"path": "data/release/douban", "md5": "89ab.dir"}, {"path": "data/release/lineage/douban", "md5": "cdef.dir"}]}}}
+    outs, stale = rel.split_stale(rel.lock_outs(lock, "data/release"), ["category@zhihu", "publish@zhihu", "merge"])
+    assert [out.stage for out in outs] == ["merge", "publish@zhihu", "merge", "publish@zhihu"]
+    assert [out.path for out in stale] == ["douban", "lineage/douban"]
+    restore = "restore the release with `dvc checkout --force {stages}`"
+    assert rel.remedy(["zhihu/train.jsonl"], outs, stale, restore) == \
+        "restore the release with `dvc checkout --force publish@zhihu`"
+    assert rel.remedy(["douban/train.jsonl", "lineage/douban/index.parquet"], outs, stale, restore) == \
+        "run `cqia category remove douban` (category douban is gone from params.yaml; it deletes what the category left)"
+    assert rel.remedy(["stray.txt", "zhihu/train.jsonl"], outs, stale, restore) == \
+        ("restore the release with `dvc checkout --force publish@zhihu`; "
+         "delete stray.txt (no stage in dvc.yaml writes it), then run `dvc repro`")
+    assert rel.remedy([], outs, stale, restore) == "restore the release with `dvc checkout --force merge publish@zhihu`"
 
 
 def test_lock_outs_errors():
@@ -366,3 +389,64 @@ def test_verify_outside_a_repository(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr == (f"error: {tmp_path}: not inside a cqia registry (no dvc.yaml and .dvc/ here or above). "
                              "cd into the registry's clone\n")
+
+
+# --------------------------------------------------------------------------- the remote, before anything is built
+
+OTHER = "or choose another remote with --remote NAME (`dvc remote list`)"
+
+
+def remote_repo(url: str):
+    """What check_remote reads of a DVC repository: its config."""
+    return SimpleNamespace(config={"remote": {"store": {"url": url}}, "core": {"remote": "store"}})
+
+
+def test_a_directory_remote_is_refused_when_it_cannot_be_created(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo(str(tmp_path / "afile/dvc-store")), "store", "release v0.3")
+    assert str(err.value) == (f"release v0.3: DVC remote 'store' ({tmp_path}/afile/dvc-store) cannot be created: "
+                              f"{tmp_path}/afile is not a directory. Move that file away, {OTHER}")
+    rel.check_remote(remote_repo(str(tmp_path / "new/dir/dvc-store")), "store", "release v0.3")  # creatable
+    assert not (tmp_path / "new").exists()  # and the check created nothing
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_directory_remote_is_refused_when_it_is_not_writable(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo(str(tmp_path / "ro/dvc-store")), "store", "release v0.3")
+    assert str(err.value) == (f"release v0.3: DVC remote 'store' ({tmp_path}/ro/dvc-store) cannot be written: "
+                              f"you may not write in {tmp_path}/ro. Fix its permissions, {OTHER}")
+
+
+def test_a_remote_that_does_not_answer_is_refused_after_the_timeout(monkeypatch):
+    import dvc.fs
+
+    class Silent:  # a remote filesystem whose calls never return
+        protocol = "silent"
+
+        def __init__(self, **config):
+            pass
+
+        def exists(self, path):
+            time.sleep(30)
+
+    monkeypatch.setattr(dvc.fs, "get_cloud_fs", lambda config, name: (Silent, {}, "bucket/path"))
+    started = time.monotonic()
+    with pytest.raises(CqiaError) as err:
+        rel.check_remote(remote_repo("silent://bucket/path"), "store", "release v0.3", timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert str(err.value) == ("release v0.3: DVC remote 'store' (silent://bucket/path) did not answer within 0.5 s. "
+                              f"Check its endpoint and the network, {OTHER}")
+
+
+@pytest.mark.process
+def test_dvc_runs_without_the_unawaited_coroutine_warning():
+    # what `dvc push` to S3 printed after its error when s3fs left calls pending
+    code = "import asyncio\nasync def exists(): pass\nexists()\n"
+    noisy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": ""})
+    assert "was never awaited" in noisy.stderr
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rel.tool_env())
+    assert quiet.stderr == ""

@@ -37,7 +37,7 @@ def add_category_xhs(repo: Repo) -> None:
     repo.file("data/reviews/xhs.jsonl").write_bytes(b"")
 
     def change(p):
-        p["categories"]["zhihu"]["rules"]["min_chars"]["output"] = 170  # a rule change
+        p["categories"]["zhihu"]["rules"]["min_chars"] = {"output": 170}  # a rule change, over rule_defaults
         p["categories"]["xhs"] = {"format": "cqia-jsonl", "raw": ["train.jsonl"], "suite": "default",
                                   "source": "Xiaohongshu"}
     edit_params(repo, change)
@@ -163,6 +163,14 @@ def test_release_refusals_change_nothing(registry):
                                "Commit or discard them; a release is built from committed files only")
     repo.git("checkout", "-q", "--", "data/reviews/zhihu.jsonl", "params.yaml")
     repo.file("notes.txt").unlink()
+    repo.git("checkout", "-q", "--detach")
+    try:  # a tag on no branch, which `git push --follow-tags` would not push
+        assert refused("v0.3") == (
+            f"error: release v0.3: HEAD is detached at {head[:7]}, so the release commit and its tag would be on no "
+            "branch. Switch to the branch to release from (`git switch <branch>`), or make one at this commit "
+            "(`git switch -c <branch>`)")
+    finally:
+        repo.git("checkout", "-q", "main")
     assert repo.git("tag", "--list").stdout == tags
     assert repo.git("rev-parse", "HEAD").stdout == head
     assert repo.file("params.yaml").read_bytes() == params
@@ -275,18 +283,36 @@ def test_s3_round_trip_and_an_endpoint_down_during_push(registry):
     tmp, repo = registry.tmp, registry.repo
     s3 = S3Server("cqia-registry").start()  # the bucket of the committed remote `s3://cqia-registry/dvc-store`
     try:
-        s3.create_bucket()
         producer = Repo(repo.path, {**repo.env, **s3.env(tmp)})
         assert "s3://cqia-registry/dvc-store" in repo.file(".dvc/config").read_text()
+        params = repo.file("params.yaml").read_bytes()
+        other = "or choose another remote with --remote NAME (`dvc remote list`)"
 
+        def refused(who: Repo) -> str:
+            """One line on stderr (no warning after it), nothing built, nothing changed."""
+            proc = who.cqia("release", "v0.3", "--remote", "s3", check=False)
+            assert (proc.returncode, proc.stdout) == (1, "")
+            assert len(proc.stderr.splitlines()) == 1, proc.stderr
+            assert repo.file("params.yaml").read_bytes() == params
+            assert repo.git("status", "--porcelain").stdout == ""
+            return proc.stderr.strip()
+
+        keyless = Repo(repo.path, {k: v for k, v in producer.env.items() if "ACCESS_KEY" not in k})
+        assert not repo.file(".dvc/config.local").exists()  # no keys there either
+        assert refused(keyless) == (
+            "error: release v0.3: DVC remote 's3' (s3://cqia-registry/dvc-store) has no credentials (Unable to "
+            "locate credentials). Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `dvc remote modify --local s3 "
+            f"access_key_id ...` and `... secret_access_key ...`, {other}")
+        assert refused(producer) == (
+            "error: release v0.3: DVC remote 's3' (s3://cqia-registry/dvc-store): bucket 'cqia-registry' does not "
+            "exist, or these credentials cannot see it. Create it, or set the remote's url (`dvc remote modify s3 "
+            f"url s3://BUCKET/PATH`), {other}")
+        s3.create_bucket()
         s3.stop()
-        down = producer.cqia("release", "v0.3", "--remote", "s3", check=False)
-        assert down.returncode == 1
-        line = last_line(down.stderr)
-        assert line.startswith("error: release v0.3: `dvc push -r s3` failed: ")
-        assert f'Could not connect to the endpoint URL: "{s3.endpoint}/cqia-registry' in line
-        assert line.endswith("Nothing was committed or tagged; when the remote is reachable, "
-                             "run `cqia release v0.3 --remote s3` again")
+        assert refused(producer) == (
+            "error: release v0.3: DVC remote 's3' (s3://cqia-registry/dvc-store) cannot be reached (Could not "
+            f'connect to the endpoint URL: "{s3.endpoint}/cqia-registry"). Check its endpoint, '
+            f"credentials and the network, {other}")
         assert "v0.3" not in repo.git("tag", "--list").stdout.split()
 
         s3.start()  # back, on the same port, with what it stored before
@@ -314,3 +340,58 @@ def test_s3_round_trip_and_an_endpoint_down_during_push(registry):
         assert clone.run(str(BIN / "python"), "-c", code, registry.url, cwd=tmp).stdout == "v0.3\n"
     finally:
         s3.stop()
+
+
+def test_a_category_removed_by_hand_is_cleaned_up_by_category_remove(registry):
+    repo = registry.repo
+    head = repo.git("rev-parse", "HEAD").stdout.strip()
+    try:
+        edit_params(repo, lambda p: p["categories"].pop("xhs"))
+        repo.git("commit", "-q", "-am", "drop xhs by hand")
+        refused = repo.cqia("release", "v0.4", check=False)
+        assert (refused.returncode, refused.stdout) == (1, "")
+        assert refused.stderr == (
+            "error: release v0.4: dvc.lock still has stages of category xhs, no longer in params.yaml "
+            "(category@xhs, publish@xhs). Run `cqia category remove xhs`, commit, and run `cqia release v0.4` again\n")
+        repo.dvc("repro", "-q")
+        bad = repo.cqia("verify", check=False)
+        assert bad.returncode == 1
+        assert bad.stderr == (  # never `dvc checkout --force publish@xhs`: dvc.yaml has no such stage now
+            "error: data/release: 4 files do not match release v0.3 (lineage/xhs/index.parquet, "
+            "lineage/xhs/lineage.jsonl, xhs/train.jsonl and 1 more). Run `cqia category remove xhs` (category xhs "
+            "is gone from params.yaml; it deletes what the category left)\n")
+
+        out = repo.cqia("category", "remove", "xhs").stdout
+        assert out.splitlines()[1:4] == ["  removed      data/raw/xhs/ (git rm)",
+                                         "  removed      data/reviews/xhs.jsonl (git rm)",
+                                         "  removed      data/stages/xhs/ (6 files, git rm)"]
+        assert "categories.xhs" not in out  # the entry was gone already
+        repro = repo.dvc("repro")
+        assert sorted(l.split("'")[1] for l in repro.stdout.splitlines() if l.startswith("Running stage")) == \
+            ["dedup", "merge", "report"]
+        assert repo.cqia("verify").stdout.startswith("data/release: release v0.3, ")
+        assert repo.dvc("status", "-q", check=False).returncode == 0
+        assert sorted(p.relative_to(repo.path).as_posix() for p in repo.path.glob("data/**/*xhs*")) == []
+        assert "xhs" not in repo.file("dvc.lock").read_text()
+        repo.git("commit", "-q", "-am", "Remove category xhs")
+        assert repo.git("status", "--porcelain").stdout == ""
+        result = json.loads(repo.cqia("release", "v0.4", "--json").stdout)  # stdout is the JSON object alone
+        manifest = json.loads(repo.file(f"{RELEASE}/manifest.json").read_text())
+        assert result["commit"] == repo.git("rev-list", "-n1", "v0.4").stdout.strip()
+        assert result["tag_message"] == tag_message(repo, "v0.4")[:-1]  # %(contents) adds a newline
+        assert {k: result[k] for k in ("version", "tag", "branch", "previous", "released", "categories")} == {
+            "version": "v0.4", "tag": "v0.4", "branch": "main", "previous": "v0.3",
+            "released": manifest["released"], "categories": manifest["categories"]}
+        assert (result["raw"], result["rejected"]) == (sum(c["raw"] for c in manifest["categories"].values()),
+                                                       sum(c["rejected"] for c in manifest["categories"].values()))
+        assert result["remote"]["name"] == "store" and "dvc.lock" in result["committed_files"]
+        assert result["push"] == ["git push --follow-tags", "dvc push -r s3"]
+        had = registry.manifest["v0.3"]["categories"]["xhs"]["released"]
+        assert next(l for l in result["tag_message"].splitlines() if l.startswith("xhs ")).split() == \
+            ["xhs", "-", "-", "-", "removed", f"({had})"]
+        assert f"xhs removed (had {had} released)." in result["tag_message"]
+    finally:
+        repo.git("tag", "-d", "v0.4", check=False)
+        repo.git("reset", "-q", "--hard", head)
+        repo.dvc("checkout", "-q", "--force")
+    assert repo.cqia("verify").returncode == 0

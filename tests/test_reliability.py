@@ -25,10 +25,12 @@ from cqia.common.fileio import read_jsonl
 from stages.category import main
 from tests.conftest import lineage_errors
 
+pytestmark = pytest.mark.process  # the real stage entry, with its Great Expectations gate
+
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "bad_inputs"
 RULES = {"min_chars": {"instruction": 2, "output": 10}, "max_chars": {"instruction": 2000, "output": 8000},
-         "max_invisible_chars": 10, "mojibake": True}
+         "max_invisible_ratio": 0.5, "mojibake": True}
 DEFAULTS = {"task_type": {"major": ["问答"], "minor": []}, "domain": ["测试"], "answer_from": "expert",
             "human_verified": False, "copyright": "test"}
 ENTRIES = {
@@ -128,9 +130,11 @@ def bad(name: str) -> dict[str, bytes]:
                       "wrong encoding upstream")]),
     ("control_chars.jsonl", "poison-mpts",
      [(1, "invalid_json", "unexpected control character in string at column 14"),
-      (3, "invisible_chars", "output has 12 control, zero-width or bidi characters, max_invisible_chars is 10")]),
+      (4, "invisible_chars", "output: 20 of its 26 characters (77%) are control, zero-width or bidi characters, "
+                             "max_invisible_ratio is 0.5")]),
     ("zero_width.jsonl", "poison-mpts",
-     [(2, "invisible_chars", "output has 12 control, zero-width or bidi characters, max_invisible_chars is 10")]),
+     [(3, "invisible_chars", "output: 20 of its 24 characters (83%) are control, zero-width or bidi characters, "
+                             "max_invisible_ratio is 0.5")]),
     ("missing_fields.jsonl", "cqia-jsonl",
      [(1, "missing_field", "field 'output' is missing"),
       (2, "missing_field", "field 'task_type' is missing and categories.t.defaults has no value for it")]),
@@ -153,10 +157,13 @@ def test_bad_records_are_rejects_with_reason_and_line(stage, name, fmt, rejected
 def test_normalised_characters_are_in_the_lineage(stage):
     run = stage.run(bad("control_chars.jsonl"))
     assert run.steps(2) == [("instruction", ["control"]), ("output", ["control"])]
-    [rec] = [a["record"] for a in run.accepted]
-    assert (rec["instruction"], rec["output"]) == ("怎样学习？", "每天坚持练习，循序渐进，不要急于求成。")
+    assert run.steps(3) == [("output", ["control"])]        # 12 of 39 characters: removed, not a reject
+    assert [(a["record"]["instruction"], a["record"]["output"]) for a in run.accepted] == [
+        ("怎样学习？", "每天坚持练习，循序渐进，不要急于求成。"), ("怎样学习？", "坚持" * 12 + "练习。")]
     run = Stage(stage.tmp / "zw").run(bad("zero_width.jsonl"))
     assert run.steps(1) == [("instruction", ["zero_width"]), ("output", ["zero_width"])]
+    assert run.steps(2) == [("output", ["zero_width"])]     # a zero-width space after every character
+    assert run.accepted[1]["record"]["output"] == "深度学习是机器学习的分支。"
 
 
 def test_bom_crlf_and_u2028_are_read_correctly(stage):

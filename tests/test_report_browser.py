@@ -18,6 +18,8 @@ from chromium import Browser, require_chromium
 from cqia.publish.stats import PLOTS
 from test_reports import build_tree, run_report
 
+pytestmark = pytest.mark.process  # a real headless Chromium
+
 # Every image of the charts list, once decoded: its src and natural size (0 x 0 if it failed).
 CHART_IMAGES = """Promise.all([...document.querySelectorAll('.charts img')].map(img => img.decode().then(
     () => [img.getAttribute('src'), img.naturalWidth, img.naturalHeight],

@@ -367,6 +367,7 @@ def test_report_stage_writes_metrics_plots_and_data_docs_deterministically(tmp_p
     assert "schema_invalid" in (out / "plots/rejected_by_reason.svg").read_text(encoding="utf-8")
 
 
+@pytest.mark.process
 def test_importing_the_report_stage_does_not_import_great_expectations():
     code = "import sys, stages.report; print(sorted(m for m in sys.modules if m.startswith('great_expectations')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from cqia.common.errors import CqiaError
 from cqia.ingest.normalize import normalize_text, rule_chain
 from cqia.ingest.pii import KINDS, LABELS, id_card_checksum_ok, may_hold, redact, scan
-from cqia.ingest.rules import RuleSet, _spam_unit, check, gbk_mojibake
+from cqia.ingest.rules import RuleSet, _spam_unit, check, gbk_mojibake, prose
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = {"min_chars": {"output": 4}, "max_chars": {"instruction": 10}}
@@ -18,11 +18,13 @@ ALL = {
     "min_chars": {"instruction": 2, "output": 4},
     "max_chars": {"instruction": 40, "output": 400},
     "min_cjk_ratio": {"instruction": 0.3, "output": 0.3},
-    "max_invisible_chars": 3,
+    "max_invisible_ratio": 0.3,
     "mojibake": True,
     "echo_min_new_chars": 5,
     "max_char_repeats": 10,
-    "max_line_repeats": 3,
+    "max_dup_line_frac": 0.3,
+    "max_dup_line_char_frac": 0.3,
+    "dup_line_min_chars": 5,
     "task_types": {"选择题": {"min_chars": {"output": 1}, "min_cjk_ratio": {"output": None}},
                    "代码": {"min_cjk_ratio": {"output": 0}}},
 }
@@ -60,18 +62,34 @@ def test_rules_skip_non_string_fields_for_the_schema_to_catch():
 
 # --- invisible characters (judged before normalisation removes them) ---------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("你\x00好，世\u200b界", None),                                   # two: normalisation removes them
-    ("你\x00好\x01世\x02界\x03", "invisible_chars"),                 # simplified, four control characters
-    ("妳\u200b好\u200c世\u2060界\ufeff", "invisible_chars"),         # traditional, four zero-width
-    ("ＡＩ\u202e很火\u202d，ｏｋ\u2066？\u2069", "invisible_chars"),   # full-width, bidi overrides
-    ("Python\x7f很\x85好\x1b用\x08", "invisible_chars"),             # mixed script, DEL and C1
+INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+
+@pytest.mark.parametrize("text, detail", [
+    ("你\x00好\x01世\x02界\x03", "4 of its 8 characters (50%)"),        # simplified, four control characters
+    ("妳\u200b好\u200c世\u2060界\ufeff", "4 of its 8 characters (50%)"),    # traditional, four zero-width
+    ("ＡＩ\u202e很火\u202d，ｏｋ\u2066？\u2069", "4 of its 12 characters (33%)"),   # full-width, bidi controls
+    ("Py\x7f很\x85好\x1b用\x08", "4 of its 9 characters (44%)"),       # mixed script, DEL and C1
 ])
-def test_invisible_chars_are_counted_before_normalisation(text, expected):
-    verdict = RULES.before_normalise(rec(output=text))
-    assert reason(verdict) == expected
-    if verdict:
-        assert verdict[1] == "output has 4 control, zero-width or bidi characters, max_invisible_chars is 3"
+def test_invisible_chars_are_a_share_of_the_text_as_it_came(text, detail):
+    assert RULES.before_normalise(rec(output=text)) == (
+        "invisible_chars", f"output: {detail} are control, zero-width or bidi characters, max_invisible_ratio is 0.3")
+
+
+@pytest.mark.parametrize("text", [
+    "你\x00好，世\u200b界",                                                   # two
+    "中华人民共和国\u200b是\u200b位于\u200b亚洲\u200b东部的\u200b国家。" * 3,   # scraped encyclopedia text
+    "維基百科\u200b是一個\u200b自由\u200b內容的\u200b網路\u200b百科全書。",     # traditional
+    "ＡＩ\u200b模型\u200bＧＰＴ\u200b很火",                                  # full-width, 3 of 12
+    "\ufeff这一行是从 Windows 记事本里复制出来的：BOM 在开头。",                  # one BOM
+])
+def test_a_few_invisible_characters_are_removed_not_rejected(text):
+    assert RULES.before_normalise(rec(output=text)) is None
+    cleaned, changed = normalize_text(text, FULL_CHAIN)
+    assert not INVISIBLE.search(cleaned) and set(changed) & {"control", "zero_width", "bidi"}
+
+
+def test_no_invisible_ratio_no_invisible_rule():
+    assert RuleSet({}).before_normalise(rec(output="\u200b" * 30 + "好")) is None
 
 
 # --- mojibake ----------------------------------------------------------------------
@@ -85,7 +103,7 @@ def test_invisible_chars_are_counted_before_normalisation(text, expected):
     ("锟斤拷锟斤拷", "'锟斤拷锟斤拷' reads '\ufffd\ufffd\ufffd\ufffd'"),   # U+FFFD's UTF-8 bytes read as GBK
 ])
 def test_utf8_read_as_gbk_is_mojibake(output, shown):
-    verdict = RULES.check(rec(instruction="请回答下面的问题", output=output))
+    verdict = RULES.before_normalise(rec(instruction="请回答下面的问题", output=output))
     assert reason(verdict) == "mojibake"
     assert verdict[1].startswith("output has UTF-8 text that was decoded as GBK: ")
     if shown:
@@ -93,9 +111,22 @@ def test_utf8_read_as_gbk_is_mojibake(output, shown):
 
 
 def test_replacement_character_is_mojibake_with_its_position():
-    verdict = RULES.check(rec(output="机器学习是\ufffd\ufffd的方法"))
+    verdict = RULES.before_normalise(rec(output="机器学习是\ufffd\ufffd的方法"))
     assert verdict == ("mojibake", "output has U+FFFD (the replacement character) at character 6: it was decoded "
                                    "with the wrong encoding upstream")
+
+
+@pytest.mark.parametrize("text", [
+    "請問機器學習的資料該怎麼準備？".encode("utf-8").decode("gbk", "ignore"),   # traditional, garbled
+    "在台灣學程式設計，要從哪個語言開始？".encode("utf-8").decode("gbk", "ignore"),
+])
+def test_mojibake_detail_quotes_the_raw_text_not_what_t2s_makes_of_it(text):
+    """Issue 13.10: the garbled run is quoted as it came; t2s would rewrite some of its characters."""
+    verdict = RULES.before_normalise(rec(output=text))
+    assert reason(verdict) == "mojibake"
+    quoted = re.search(r"decoded as GBK: '([^']+)'", verdict[1]).group(1)
+    assert quoted in text
+    assert normalize_text(text, FULL_CHAIN)[0] != text      # what the rules used to quote from
 
 
 @pytest.mark.parametrize("text", [
@@ -199,10 +230,66 @@ def test_cjk_ratio_with_exempt_task_types(output, task, expected):
     assert reason(verdict) == expected
 
 
-def test_cjk_ratio_detail_counts_han_and_foreign_words():
-    verdict = RULES.check(rec(output="这是 a simple English sentence here"))
-    assert verdict == ("low_cjk_ratio", "output has CJK ratio 0.29 (2 Han characters, 5 words or letters of other "
-                                        "scripts), min_cjk_ratio.output is 0.3")
+def test_cjk_ratio_detail_says_what_was_measured():
+    verdict = RULES.check(rec(output="这是 the simple English sentence here"))
+    assert verdict == ("low_cjk_ratio", "output: 28% CJK over 30 prose characters (2 Han characters, 5 words or "
+                                        "letters of other scripts; code and maths excluded), min_cjk_ratio.output is 0.3")
+
+
+@pytest.mark.parametrize("text", [
+    "证明 (a+b)² = a² + 2ab + b²",                  # variables: only "ab" is a word
+    "若 x > 0 且 y < 0，比较 x 和 y 的大小",
+    "下列哪項正確？A 對 B 錯 C 不確定",                # traditional, option letters
+    "设 ｆ(ｘ) = ｘ² + １，求 ｆ(２)",                  # full-width variables
+])
+def test_a_single_letter_is_a_variable_not_a_word(text):
+    assert RULES.check(rec(instruction=text, output="这是一个足够长的中文回答，用来通过长度检查。")) is None
+
+
+JS = "```javascript\nfunction debounce(fn, wait) {\n  let timer = null;\n  return function (...args) {\n" \
+     "    clearTimeout(timer);\n    timer = setTimeout(() => fn.apply(this, args), wait);\n  };\n}\n```"
+TEX = "$$\\begin{align*}\n(a+b)^2 &= (a+b)(a+b) \\\\\n&= a^2 + 2ab + b^2\n\\end{align*}$$"
+
+
+@pytest.mark.parametrize("output", [
+    JS,                                                                                 # only code
+    TEX,                                                                                # only maths
+    "可以这样写：\n" + JS + "\n每次触发都会重置定时器。",                                # simplified + code
+    "可以這樣寫：\n" + JS,                                                               # traditional + code
+    "用 `Array.prototype.map` 和 `filter` 就行，例如 `arr.map(x => x * 2).filter(Boolean)`。",   # inline code
+    "由 \\(a^2 + b^2 = c^2\\) 得 \\[c = \\sqrt{a^2 + b^2}\\]",                         # \( \) and \[ \]
+    "解：$x = \\frac{-b \\pm \\sqrt{b^2 - 4ac}}{2a}$，代入 $a = 1, b = -3, c = 2$ 得 $x = 1$ 或 $x = 2$。",
+    "\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}",                                     # an environment alone
+    "```python\nprint('hello world')\n",                                                # a fence never closed
+])
+def test_code_and_maths_are_not_prose(output):
+    assert RULES.check(rec(instruction="请用代码或公式回答", output=output)) is None
+
+
+@pytest.mark.parametrize("output, han, foreign", [
+    ("Use a debounce function:\n" + JS + "\nIt resets the timer on every call.", 0, 10),   # English prose around code
+    ("The answer is $x = 2$, because the discriminant is positive.", 0, 8),
+    ("It costs $5 and the other one costs $10, so buy the cheaper one.", 0, 12),     # $ as money is prose
+])
+def test_prose_around_code_and_maths_is_still_measured(output, han, foreign):
+    verdict = RULES.check(rec(instruction="请用代码或公式回答", output=output))
+    assert reason(verdict) == "low_cjk_ratio"
+    assert f"({han} Han characters, {foreign} words or letters of other scripts; code and maths excluded)" in verdict[1]
+
+
+def test_prose_leaves_out_each_kind_of_markup():
+    assert prose("甲`code`乙$x$丙$$y$$丁\\[z\\]戊\\(w\\)己```\nblock\n```庚") == "甲 乙 丙 丁 戊 己 庚"
+    assert prose("没有标记的文字") == "没有标记的文字"
+    assert prose("价格 $5 到 $10 之间") == "价格 $5 到 $10 之间"
+
+
+@pytest.mark.parametrize("task", [("问答", "代码问答"), ("代码",), ("编程", "代码")])
+def test_task_type_overrides_match_major_or_minor(task):
+    rules = RuleSet({"min_cjk_ratio": {"output": 0.3}, "task_types": {"代码问答": {"min_cjk_ratio": {"output": 0}},
+                                                                      "代码": {"min_cjk_ratio": {"output": 0}}}})
+    code = "def add(a, b):\n    return a + b"                   # not fenced: only the task type exempts it
+    assert reason(rules.check(rec(output=code))) == "low_cjk_ratio"
+    assert rules.check(rec(output=code, task=task)) is None
 
 
 # --- repeated characters and lines ----------------------------------------------
@@ -298,16 +385,84 @@ def test_the_prefilter_never_hides_a_repeat(runs, most):
 
 @pytest.mark.parametrize("line", ["关注我，每天分享干货！", "關注我，每天分享乾貨！", "Ｆｏｌｌｏｗ ｍｅ，每天分享",
                                   "Follow me 每天分享 tips"])
-def test_repeated_lines(line):
+def test_repeated_lines_are_gophers_duplicate_line_fraction(line):
     spam = "\n".join([line] * 4 + ["正文内容在这里"])
     assert RULES.check(rec(output=spam)) == (
-        "repeated_lines", f"output has the line {line!r} 4 times, max_line_repeats is 3")
-    assert RULES.check(rec(output="\n".join([line] * 3 + ["正文内容在这里"]))) is None
+        "repeated_lines", f"output: 3 of its 5 lines (60%) repeat an earlier line ({line!r} 4 times), "
+                          "max_dup_line_frac is 0.3")
 
 
-def test_short_lines_do_not_count_as_repeated():
-    code = "if a:\n    pass\n}\n}\n}\n}\n}\n说明：以上是代码"
-    assert RULES.check(rec(output=code, task=("代码",))) is None        # lines under 5 characters do not count
+def test_repeated_lines_by_their_share_of_characters():
+    """A long paragraph pasted twice among short lines: few lines, many characters."""
+    para = "机器学习是人工智能的一个分支，它让计算机从数据中学习规律，而不是由人写出每一条规则。" * 2
+    text = "\n".join([para, "一、定义", "二、方法", "三、应用", "四、局限", para])
+    verdict = RULES.check(rec(output=text))
+    assert verdict == ("repeated_lines", f"output: {len(para)} of its {2 * len(para) + 16} characters (46%) are in lines "
+                                         f"that repeat an earlier line ('{para[:20]}…' 2 times), "
+                                         "max_dup_line_char_frac is 0.3")
+
+
+@pytest.mark.parametrize("output", [
+    # six recipes, each with the same short headings: list markers and emoji are not letters
+    "\n".join(f"{i}. {dish}\n👉🏻食材：\n{food}\n👉🏻做法：\n{how}" for i, (dish, food, how) in enumerate([
+        ("番茄炒蛋", "番茄两个，鸡蛋三个", "鸡蛋先炒至凝固盛出，再炒番茄出汁后合炒"),
+        ("蒜蓉西兰花", "西兰花一颗，大蒜五瓣", "西兰花焯水一分钟，蒜末爆香后大火翻炒"),
+        ("可乐鸡翅", "鸡翅十个，可乐一罐", "鸡翅煎至两面金黄，倒入可乐小火收汁"),
+        ("酸辣土豆丝", "土豆两个，干辣椒若干", "土豆丝泡水去淀粉，醋和辣椒大火快炒"),
+        ("麻婆豆腐", "嫩豆腐一块，牛肉末一百克", "豆腐焯水，肉末炒香后加豆瓣酱和豆腐烧入味"),
+        ("清炒時蔬", "當季青菜一把", "大火熱油，下青菜快速翻炒，加鹽出鍋"),          # traditional
+    ], 1)),
+    # a product table: a long line repeats, but it is a small share of the post
+    "\n".join(f"【{name}】\n价格：{price}元\n适合肤质：油皮/混油皮\n使用感受：{feel}" for name, price, feel in [
+        ("氨基酸洁面", 59, "泡沫细腻，洗完不紧绷"), ("控油爽肤水", 89, "清爽不黏，夏天很舒服"),
+        ("水杨酸精华", 139, "闭口少了很多，但要建立耐受"), ("清爽防晒乳", 99, "不搓泥，成膜快"),
+        ("保湿乳液", 79, "质地轻薄，吸收很快"), ("ＳＰＦ５０防曬", 129, "戶外用也不怕"),
+    ]),
+    "if a:\n    pass\n}\n}\n}\n}\n}\n说明：以上是代码",                      # short lines never count
+    "🌸🌸🌸\n第一段内容在这里\n🌸🌸🌸\n第二段内容在这里\n🌸🌸🌸\n第三段内容在这里",   # emoji separators
+])
+def test_layout_that_repeats_short_lines_is_not_repeated_lines(output):
+    assert RULES.check(rec(instruction="推荐几道家常菜", output=output)) is None
+
+
+def test_duplicate_line_thresholds_per_task_type_and_min_chars():
+    lyric = "\n".join(["天空好想下雨", "我好想住你隔壁", "傻站在你家楼下", "抬起头数乌云"] * 2)
+    rules = RuleSet({"max_dup_line_frac": 0.3, "dup_line_min_chars": 5,
+                     "task_types": {"歌词": {"max_dup_line_frac": None}}})
+    assert reason(rules.check(rec(output=lyric))) == "repeated_lines"
+    assert rules.check(rec(output=lyric, task=("创作", "歌词"))) is None
+    assert RuleSet({"max_dup_line_frac": 0.3, "dup_line_min_chars": 7}).check(rec(output=lyric)) is None
+
+
+def test_no_fraction_no_line_rule():
+    assert RuleSet({"dup_line_min_chars": 5}).check(rec(output="关注我，每天分享干货！\n" * 5)) is None
+
+
+def _gopher(text, min_chars):
+    """datatrove's find_duplicates over the non-blank stripped lines, short lines left out."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    seen, dup, dup_chars = set(), 0, 0
+    for line in lines:
+        if line in seen and len(re.sub(r"[\W_]", "", line)) >= min_chars:
+            dup += 1
+            dup_chars += len(line)
+        seen.add(line)
+    return dup, len(lines), dup_chars, sum(map(len, lines))
+
+
+_LINES = st.sampled_from(["关注我，每天分享干货！", "關注我！", "👉🏻做法：", "第一步：洗净切块", "ok", "", "  ", "🌸🌸🌸",
+                          "Follow me for more", "正文内容"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINES, max_size=12), st.floats(0, 1), st.floats(0, 1), st.integers(0, 8))
+def test_repeated_lines_is_gophers_rule(lines, frac, char_frac, min_chars):
+    text = "\n".join(lines)
+    rules = RuleSet({"max_dup_line_frac": frac, "max_dup_line_char_frac": char_frac, "dup_line_min_chars": min_chars})
+    verdict = rules.check(rec(instruction="说点什么吧", output=text or "无"))
+    dup, total, dup_chars, chars = _gopher(text, min_chars)
+    expected = dup > 0 and (dup > frac * total or dup_chars > char_frac * chars)
+    assert (reason(verdict) == "repeated_lines") == expected
 
 
 # --- PII --------------------------------------------------------------------------
@@ -480,6 +635,14 @@ def test_pii_a_category_keeps_is_left_as_written():
     ({"pii": {"wechat": "mask"}}, "rules.pii: unknown kind 'wechat'. Use ['email', 'id_card', 'phone', 'qq']"),
     ({"task_types": {"代码": {"pii": {"email": "mask"}}}},
      "rules.task_types.代码: key(s) ['pii'] cannot be set per task type. Available keys:"),
+    ({"max_line_repeats": 3}, "rules: max_line_repeats was replaced by max_dup_line_frac, max_dup_line_char_frac "
+                              "and dup_line_min_chars (docs/rules.md). Available keys: ['min_chars', "),
+    ({"max_invisible_chars": 10}, "rules: max_invisible_chars was replaced by max_invisible_ratio (docs/rules.md). "
+                                  "Available keys: ["),
+    ({"task_types": {"代码": {"max_line_repeats": 9}}}, "rules.task_types.代码: max_line_repeats was replaced by "),
+    ({"max_dup_line_frac": 30}, "rules.max_dup_line_frac: 30 is not a ratio between 0 and 1"),
+    ({"max_invisible_ratio": "half"}, "rules.max_invisible_ratio: 'half' is not a ratio between 0 and 1"),
+    ({"dup_line_min_chars": -1}, "rules.dup_line_min_chars: -1 is not a whole number >= 0"),
 ])
 def test_bad_rule_config_names_the_knob(cfg, message):
     with pytest.raises(CqiaError) as exc:

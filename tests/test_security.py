@@ -64,6 +64,7 @@ def test_the_scanner_finds_what_it_looks_for():
     assert scan("tests/s3.py", 'AWS_SECRET_ACCESS_KEY="cqia-test-secret"; url = "s3://bucket/key"') == []
 
 
+@pytest.mark.process
 def test_no_credentials_in_committable_files():
     files = committable_files()
     assert ".dvc/config" in files and "params.yaml" in files
@@ -89,6 +90,7 @@ def test_yaml_tags_that_run_code_are_an_error_not_a_call(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.process
 def test_no_module_loads_yaml_unsafely():
     # ruamel's "safe" and round-trip loaders build only plain data; these build arbitrary objects
     unsafe = re.compile(r"typ\s*=\s*['\"]unsafe['\"]|unsafe_load|UnsafeLoader|FullLoader|yaml\.Loader\b")

@@ -120,6 +120,7 @@ def test_every_expectation_suite_is_hand_written_json_without_generated_ids():
         assert '"ge_cloud_id"' not in text and '"notes"' in text, path.name
 
 
+@pytest.mark.process
 def test_what_commands_write_by_default_is_git_ignored():
     """`cqia review export`, `cqia export` and `dvc plots show` write, by default, where git does not
     look: otherwise the next `cqia release` refuses the dirty tree."""
@@ -135,3 +136,15 @@ def test_what_commands_write_by_default_is_git_ignored():
                plots / "index.html", Path("dvc_plots/index.html")]  # the last: DVC's default, without the config
     proc = subprocess.run(["git", "check-ignore", *map(str, written)], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.splitlines() == [str(p) for p in written]
+
+
+def test_the_record_fields_are_the_schemas():
+    """cqia.common.record spells the record's fields once; the schema is their definition."""
+    import orjson
+
+    from cqia.common.record import DEFAULTABLE_KEYS, RECORD_KEYS, TEXT_FIELDS
+
+    schema = orjson.loads((ROOT / "schemas/record.schema.json").read_bytes())
+    assert RECORD_KEYS == tuple(schema["properties"]) == tuple(schema["required"])
+    assert all(schema["properties"][k]["type"] == "string" for k in TEXT_FIELDS)
+    assert set(DEFAULTABLE_KEYS) == set(RECORD_KEYS) - {"id", *TEXT_FIELDS}

@@ -34,20 +34,25 @@ def _progress(line: str) -> None:
 @click.argument("version")
 @click.option("--remote", "remote_name", metavar="NAME",
               help="DVC remote to push the data to. Default: the repository's default remote.")
-def release(version: str, remote_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON: version, commit, tag message, counts, remote and what to push.")
+def release(version: str, remote_name: str | None, as_json: bool) -> None:
     """Build, push, commit and tag release VERSION.
 
     Sets `release.version` in params.yaml, runs `dvc repro` (every gate),
     checks the release against its manifest and dvc.lock, runs `dvc push`,
     commits dvc.lock, params.yaml and the metrics, and creates an annotated
     tag whose message counts the records per category and what changed since
-    the previous release. It prints the tag message and what to push.
+    the previous release. It prints the tag message and what to push (with
+    --json, all of it as one JSON object; the build's progress goes to stderr).
 
-    Refuses with a one-line reason, before touching anything, when VERSION is
-    not v<major>.<minor>[.<patch>], when a tag already names it, when the
-    working tree has uncommitted changes or when the remote is unknown. When
-    a gate or the push fails it commits and tags nothing; the build stays in
-    the workspace and running the same command again resumes.
+    Refuses with a one-line reason, before building anything, when VERSION is
+    not v<major>.<minor>[.<patch>], when a tag already names it, when HEAD is
+    not on a branch, when the working tree has uncommitted changes, when
+    dvc.lock still has the stages of a category removed from params.yaml, or
+    when the remote is unknown, unreachable, without credentials or not
+    writable. When a gate or the push fails it commits and tags nothing; the
+    build stays in the workspace and running the same command again resumes.
 
     \b
     Example:
@@ -60,6 +65,12 @@ def release(version: str, remote_name: str | None) -> None:
     where = f"release {version}"
     rel.parse_version(version, where)
     root = registry_root()
+    branch = rel.current_branch(root)
+    if branch is None:
+        head = rel.run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
+        raise CqiaError(f"HEAD is detached at {head}, so the release commit and its tag would be on no branch",
+                        where=where, fix="Switch to the branch to release from (`git switch <branch>`), "
+                                         "or make one at this commit (`git switch -c <branch>`)")
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
@@ -71,26 +82,11 @@ def release(version: str, remote_name: str | None) -> None:
     with rel.open_dvc(root) as repo:
         build = rel.build_files(rel.dvc_outs(repo))
         urls, default = rel.remotes(repo)
+        stages = rel.stage_names(repo)
+        name = _preflight(rel, repo, root, where, version, build, urls, remote_name or default, stages)
 
     params_path = root / rel.PARAMS_FILE
     old_params = params_path.read_text(encoding="utf-8")
-    head_params = rel.git_show(root, "HEAD", rel.PARAMS_FILE)
-    version_only = head_params is not None and rel.params_differ_only_in_version(
-        head_params.decode("utf-8"), old_params)
-    dirty = rel.uncommitted_changes(rel.changed_paths(root), build, version_only)
-    if dirty:
-        raise CqiaError(f"the working tree has uncommitted changes: {rel.name_some(dirty)}", where=where,
-                        fix="Commit or discard them; a release is built from committed files only")
-
-    name = remote_name or default
-    if not name:
-        raise CqiaError("no DVC remote to push to", where=where,
-                        fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
-    if name not in urls:
-        known = ", ".join(sorted(urls)) or "none"
-        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
-                        fix=f"Available remotes: {known} (`dvc remote list`)")
-
     new_params = rel.set_version_text(old_params, version)
     if new_params != old_params:
         params_path.write_text(new_params, encoding="utf-8")
@@ -100,7 +96,7 @@ def release(version: str, remote_name: str | None) -> None:
     if to_commit:
         rel.run(["git", "add", "--", *to_commit], root)
         rel.run(["git", "commit", "-q", "-m", f"Release {version}"], root)
-    commit = rel.run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
+    commit = rel.run(["git", "rev-parse", "HEAD"], root).stdout.strip()
 
     previous = None
     prev_tag = rel.previous_release(tags, version)
@@ -109,16 +105,57 @@ def release(version: str, remote_name: str | None) -> None:
     message = rel.tag_message(state.manifest, previous, state.outs, release_dir)
     rel.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], root, input=message)
 
+    shared = sorted(n for n, url in urls.items() if "://" in url)
+    local = "://" not in urls[name]
+    if as_json:
+        cats = state.manifest["categories"]
+        click.echo(orjson.dumps({
+            "version": version, "tag": version, "commit": commit, "branch": branch, "previous": prev_tag,
+            "tag_message": message, "released": state.manifest["released"],
+            "raw": sum(c["raw"] for c in cats.values()), "rejected": sum(c["rejected"] for c in cats.values()),
+            "categories": cats, "committed_files": to_commit, "remote": {"name": name, "url": urls[name]},
+            "push": ["git push --follow-tags"] + ([f"dvc push -r {shared[0]}"] if local and shared else []),
+        }, option=orjson.OPT_INDENT_2).decode())
+        return
     click.echo(message)
-    click.echo(f"Tagged {version} on commit {commit} ({counted(len(to_commit), 'file')} committed); "
+    short = rel.run(["git", "rev-parse", "--short", commit], root).stdout.strip()
+    click.echo(f"Tagged {version} on commit {short} ({counted(len(to_commit), 'file')} committed); "
                f"data pushed to DVC remote '{name}' ({urls[name]}).")
     click.echo("Publish the commit and the tag:")
     click.echo("    git push --follow-tags")
-    if "://" not in urls[name]:
-        shared = sorted(n for n, url in urls.items() if "://" in url)
+    if local:
         click.echo(f"Remote '{name}' is a directory on this machine; to share the data beyond it, also "
                    + (f"`dvc push -r {shared[0]}`" if shared else "push to a remote others can reach")
-                   + " (README: Cutting a release).")
+                   + " (docs/releases.md: Cutting a release).")
+
+
+def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dict[str, str], name: str | None,
+               stages: set[str]) -> str:
+    """Every refusal that needs no build, in one line each; the remote to push to."""
+    params_text = (root / rel.PARAMS_FILE).read_text(encoding="utf-8")
+    head_params = rel.git_show(root, "HEAD", rel.PARAMS_FILE)
+    version_only = head_params is not None and rel.params_differ_only_in_version(
+        head_params.decode("utf-8"), params_text)
+    dirty = rel.uncommitted_changes(rel.changed_paths(root), build, version_only)
+    if dirty:
+        raise CqiaError(f"the working tree has uncommitted changes: {rel.name_some(dirty)}", where=where,
+                        fix="Commit or discard them; a release is built from committed files only")
+    if not name:
+        raise CqiaError("no DVC remote to push to", where=where,
+                        fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
+    if name not in urls:
+        known = ", ".join(sorted(urls)) or "none"
+        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
+                        fix=f"Available remotes: {known} (`dvc remote list`)")
+    stale = sorted(rel.lock_stages(root) - stages)
+    gone = rel.removed_categories(stale)
+    if gone:
+        runs = " and ".join(f"`cqia category remove {category}`" for category in gone)
+        raise CqiaError(f"dvc.lock still has stages of {'categories' if len(gone) > 1 else 'category'} "
+                        f"{', '.join(gone)}, no longer in params.yaml ({rel.name_some(stale)})", where=where,
+                        fix=f"Run {runs}, commit, and run `cqia release {version}` again")
+    rel.check_remote(repo, name, where)
+    return name
 
 
 def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str):
@@ -135,8 +172,9 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
             _progress(line)
         raise CqiaError(f"the built release does not match its manifest or dvc.lock "
                         f"({rel.name_some(rel.mismatched_files(problems)) or release_dir})", where=where,
-                        fix=f"Nothing was pushed, committed or tagged; run `dvc repro --force "
-                            f"{' '.join(rel.stages_of(rel.mismatched_files(problems), state.outs))}`, then {again}")
+                        fix="Nothing was pushed, committed or tagged; " + rel.remedy(
+                            rel.mismatched_files(problems), state.outs, state.stale,
+                            "run `dvc repro --force {stages}`") + f", then {again}")
     if state.version != version:
         raise CqiaError(f"{release_dir}/{rel.MANIFEST} says version {state.version!r}, not {version!r}",
                         where=where, fix="Check that the merge stage reads `release.version` from params.yaml")
@@ -188,10 +226,11 @@ def verify(rev: str | None, as_json: bool) -> None:
     if problems:
         files = rel.mismatched_files(problems)
         count = counted(len(files), "file") if files else "the directory"
-        fix = (f"Restore the release with `dvc checkout --force {' '.join(rel.stages_of(files, state.outs))}`"
+        fix = (rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
                if not rev else
-               "The copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
+               "the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
                "revision and push it again")
+        fix = fix[:1].upper() + fix[1:]
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)
     if not as_json:

@@ -1,5 +1,10 @@
 """params.yaml: the source categories, their defaults and rule thresholds.
 
+A category's `rules` are merged over params' `rule_defaults` (`merge_rules`): a
+mapping merges key by key, at any depth (`min_chars: {output: 10}` keeps the
+default `min_chars.instruction`; `task_types` merge by name), anything else
+replaces the default, and `null` switches a default knob off.
+
 This module reads params and checks each category's shape (names, raw files, defaults), cheaply:
 the aggregating stages (dedup, publish, merge, report) need only the names and their order, so
 they do not import the rules. `cqia.ingest.config` adds the checks of what only the category stage
@@ -17,9 +22,10 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from cqia.common.errors import CqiaError
+from cqia.common.record import DEFAULTABLE_KEYS
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
-RECORD_DEFAULT_KEYS = ("task_type", "domain", "answer_from", "human_verified", "copyright", "metadata")
+RECORD_DEFAULT_KEYS = DEFAULTABLE_KEYS
 CATEGORY_KEYS = {
     "format", "raw", "suite", "source", "source_dataset", "construction", "license", "license_terms", "defaults",
     "rules", "review", "normalize",
@@ -86,8 +92,32 @@ def check_relative_file(value: Any, where: str) -> str:
     return value
 
 
-def category_from_params(name: str, entry: Any, where: str = "params.yaml") -> Category:
-    """The category's entry, its shape checked; `cqia.ingest.config.checked_category` checks the rest."""
+def merge_rules(defaults: dict[str, Any] | None, rules: dict[str, Any]) -> dict[str, Any]:
+    """`rules` deep-merged over `defaults`: mappings merge key by key, other values replace."""
+    merged = dict(defaults or {})
+    for key, value in rules.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_rules(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def rule_defaults(params: Any, where: str = "params.yaml") -> dict[str, Any]:
+    """Params' `rule_defaults` (the thresholds every category's `rules` start from), {} if absent."""
+    value = params.get("rule_defaults") if isinstance(params, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CqiaError("must be a mapping of rule knobs", where=f"{where}: rule_defaults",
+                        fix="e.g. rule_defaults: {mojibake: true, max_char_repeats: 10}")
+    return value
+
+
+def category_from_params(name: str, entry: Any, where: str = "params.yaml",
+                         base_rules: dict[str, Any] | None = None) -> Category:
+    """The category's entry, its shape checked and its rules merged over `base_rules` (params'
+    `rule_defaults`); `cqia.ingest.config.checked_category` checks the rest."""
     key = f"{where}: categories.{name}"
     check_name(name, where)
     if not isinstance(entry, dict):
@@ -133,7 +163,7 @@ def category_from_params(name: str, entry: Any, where: str = "params.yaml") -> C
         license=lic,
         license_terms=terms,
         source_dataset=source_dataset,
-        rules=dict(entry.get("rules") or {}),
+        rules=merge_rules(base_rules, entry.get("rules") or {}),
         review=dict(entry.get("review") or {}),
         normalize=dict(entry.get("normalize") or {}),
     )
@@ -168,11 +198,12 @@ def load_categories(params: dict[str, Any], where: str = "params.yaml") -> list[
     entries = params.get("categories") if isinstance(params, dict) else None
     if not isinstance(entries, dict) or not entries:
         raise CqiaError("no 'categories' mapping", where=where, fix="Add at least one source category")
-    return [category_from_params(name, entry, where) for name, entry in entries.items()]
+    base_rules = rule_defaults(params, where)
+    return [category_from_params(name, entry, where, base_rules) for name, entry in entries.items()]
 
 
 def load_category(params: dict[str, Any], name: str, where: str = "params.yaml") -> Category:
     entries = params.get("categories") or {}
     if name not in entries:
         raise CqiaError(f"unknown category {name!r}", where=where, fix=f"Available categories: {list(entries)}")
-    return category_from_params(name, entries[name], where)
+    return category_from_params(name, entries[name], where, rule_defaults(params, where))

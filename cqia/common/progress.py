@@ -8,7 +8,8 @@ nothing is printed, so logs and machine-read output stay clean.
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TextIO, TypeVar
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -22,15 +23,36 @@ def interactive(stream: TextIO | None = None) -> bool:
         return False
 
 
-def progress(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "rec",
-             stream: TextIO | None = None) -> Iterator[T]:
-    """Yield `items`, with a tqdm bar on `stream` (stderr) when it is a terminal."""
+def progress(items: Iterable[T], desc: str, *, total: int | Callable[[], int | None] | None = None,
+             unit: str = "rec", stream: TextIO | None = None) -> Iterator[T]:
+    """Yield `items`, with a tqdm bar on `stream` (stderr) when it is a terminal.
+
+    `total` may be a function, called only when the bar is shown (counting costs a read)."""
     stream = sys.stderr if stream is None else stream
     if not interactive(stream):
         yield from items
         return
     from tqdm import tqdm
 
+    if callable(total):
+        total = total()
+
     with tqdm(items, desc=desc, total=total, unit=unit, file=stream, leave=False, dynamic_ncols=True,
               mininterval=0.5) as bar:
         yield from bar
+
+
+def jsonl_records(path: str | Path, block: int = 1 << 22) -> int | None:
+    """About how many records a JSON Lines raw file holds (its lines; a blank line counts too),
+    for a bar's total and ETA; None for a JSON array, whose records are not lines. One read at
+    disk speed, made only when a bar is shown."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        data = handle.read(block)
+        if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            return None
+        while data:
+            lines += data.count(b"\n")
+            last = data[-1:]
+            data = handle.read(block)
+    return lines + (last != b"\n")

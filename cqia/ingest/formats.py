@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
+from cqia.common.record import RECORD_KEYS
 from cqia.common.errors import CqiaError
 
 BOM = b"\xef\xbb\xbf"
@@ -302,8 +303,7 @@ def _human_value(raw: dict, layout: str) -> dict[str, Any]:
     return {"instruction": instruction, "input": "", "output": output}
 
 
-CQIA_KEYS = ("instruction", "input", "output", "task_type", "domain", "metadata",
-             "answer_from", "human_verified", "copyright")
+CQIA_KEYS = RECORD_KEYS[1:]   # a cqia-jsonl line carries every field of the record but the id
 
 
 def _cqia(raw: dict, layout: str) -> dict[str, Any]:

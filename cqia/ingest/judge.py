@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
+from cqia.common.record import RECORD_KEYS, TEXT_FIELDS
 from cqia.ingest import pii
 from cqia.common.fileio import dumps_canonical
 from cqia.common.lineage import edit_step, is_edit, map_step, parse_step, pass_step, reject_step, store_edits
@@ -37,9 +38,6 @@ from cqia.ingest.decisions import Decision
 from cqia.ingest.rules import RuleSet
 from cqia.gates.schema import RecordSchema
 
-RECORD_KEYS = ("id", "instruction", "input", "output", "task_type", "domain", "metadata",
-               "answer_from", "human_verified", "copyright")
-TEXT_FIELDS = ("instruction", "input", "output")
 # The keys of lineage and of its steps that quote record text (the rest are codes, names and numbers).
 QUOTING_KEYS = ("before", "after", "detail", "note")
 

@@ -7,10 +7,17 @@ What it does, in order, to instruction, input and output:
   control         C0/C1 control characters except "\\n" and "\\t" removed
   zero_width      U+200B, U+200C, U+2060, U+FEFF removed; U+200D (ZWJ) kept
                   only inside emoji sequences
+  bidi            bidi controls (U+202A-U+202E, U+2066-U+2069) removed
   opencc_<config> (option) traditional -> simplified Chinese with OpenCC, for
                   a field that contains a traditional character (see below)
   fullwidth_ascii (option) full-width letters and digits -> ASCII, U+3000 ->
                   " "; full-width and CJK punctuation are kept
+  cjk_spaces      (option) spaces between two CJK characters removed: what OCR
+                  inserts ("甲 请求乙" -> "甲请求乙")
+  separator_lines_collapse, separator_lines_strip
+                  (option) a line that is only one emoji or symbol (or a unit
+                  of up to 4) repeated 4 times or more, a separator, is
+                  collapsed to 3 repeats ("🌸🌸🌸") or removed
   strip           leading and trailing white space removed
 
 Each rule is named so that the lineage can say which rules changed a field;
@@ -37,6 +44,27 @@ _NEWLINES = re.compile("\r\n|[\r\u2028\u2029]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u2060\ufeff]")
 _ZWJ = "\u200d"
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+INVISIBLE_RULES = frozenset({"control", "zero_width", "bidi"})       # they only remove what _INVISIBLE finds
+# CJK characters for cjk_spaces: Han, and CJK and full-width punctuation (，。、：；！？“”《》【】…).
+_CJK_CLASS = ("\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+              "\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018\u2019\u201c\u201d\u2026\u2014")
+_CJK_SPACES = re.compile(f"(?<=[{_CJK_CLASS}])[ \u3000]+(?=[{_CJK_CLASS}])")
+# A separator line: one emoji or non-ASCII symbol (with its variation selector, skin tone or ZWJ
+# sequence), or a unit of up to 4 of them, repeated 4 or more times, spaces allowed between.
+# ASCII separators ("-----", "=====", "|---|") are left alone: Markdown and code read them, and
+# they are never repeated_chars; so is CJK punctuation ("！！！！", "。。。。") but the wave dash ("～～～～").
+_SYMBOL = ("[^\x00-\x7f\\w\\s\ufe0f\u200d\U0001f3fb-\U0001f3ff"
+           "\u3001-\u303f\uff01-\uff5d\uff5f-\uff65\u2018-\u201f\u2026]")
+_CLUSTER = f"{_SYMBOL}[\ufe0f\U0001f3fb-\U0001f3ff]*(?:\u200d{_SYMBOL}[\ufe0f\U0001f3fb-\U0001f3ff]*)*"
+_SEPARATOR = re.compile(f"[ \t\u3000]*((?:{_CLUSTER}){{1,4}}?)(?:[ \t\u3000]*\\1){{3,}}[ \t\u3000]*")   # a whole line
+_INDENT = " \t\u3000"
+# Where a separator line can be: a line that starts with a symbol. Searching for the newline before
+# it lets the regex engine skip ahead to each "\n" in C.
+_SYMBOL_FIRST = re.compile(f"[ \t\u3000]*{_SYMBOL}")
+_SYMBOL_AFTER_NEWLINE = re.compile(f"\n[ \t\u3000]*{_SYMBOL}")
+SEPARATOR_KEEP = 3
 # Full-width letters and digits only; punctuation in FF01-FF5E is left alone.
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF10, 0xFF1A)}
 _FULLWIDTH.update({cp: cp - 0xFEE0 for cp in range(0xFF21, 0xFF3B)})
@@ -134,20 +162,53 @@ def _fullwidth(text: str) -> str:
     return _HAS_FULLWIDTH.sub(_fullwidth_char, text)
 
 
+def _cjk_spaces(text: str) -> str:
+    if " " not in text and "\u3000" not in text:
+        return text
+    return _CJK_SPACES.sub("", text)
+
+
+def _separator_lines(collapse: bool) -> Callable[[str], str]:
+    def rule(text: str) -> str:
+        if text.isascii() or not (_SYMBOL_FIRST.match(text) or _SYMBOL_AFTER_NEWLINE.search(text)):
+            return text
+        lines = text.split("\n")
+        kept = []
+        for line in lines:
+            # Most lines start with a letter, a digit or CJK punctuation: one look at the first character.
+            first = line.lstrip(_INDENT)[:1]
+            if first and ord(first) > 0x7F and not first.isalnum():
+                m = _SEPARATOR.fullmatch(line)
+                if m:
+                    if collapse:
+                        kept.append(line[:len(line) - len(line.lstrip(_INDENT))] + m.group(1) * SEPARATOR_KEEP)
+                    continue
+            kept.append(line)
+        return text if len(kept) == len(lines) and kept == lines else "\n".join(kept)
+
+    return rule
+
+
 RULES: dict[str, Callable[[str], str]] = {
     "newlines": lambda s: _NEWLINES.sub("\n", s),
     "nfc": _nfc,
     "control": lambda s: _CONTROL.sub("", s),
     "zero_width": _zero_width,
+    "bidi": lambda s: _BIDI.sub("", s),
     "fullwidth_ascii": _fullwidth,
+    "cjk_spaces": _cjk_spaces,
+    "separator_lines_collapse": _separator_lines(collapse=True),
+    "separator_lines_strip": _separator_lines(collapse=False),
     "strip": lambda s: s.strip(),
 }
 RULES.update({f"opencc_{config}": _opencc(config) for config in OPENCC_CONFIGS})
-DEFAULT_RULES = ("newlines", "nfc", "control", "zero_width", "strip")
-OPTIONAL_RULES = ("fullwidth_ascii",) + tuple(f"opencc_{config}" for config in OPENCC_CONFIGS)
+DEFAULT_RULES = ("newlines", "nfc", "control", "zero_width", "bidi", "strip")
+SEPARATOR_MODES = ("collapse", "strip")
 OPTIONS = {
     "fullwidth_ascii": "true to turn full-width letters, digits and U+3000 into ASCII",
     "traditional_to_simplified": f"an OpenCC config, one of {list(OPENCC_CONFIGS)}",
+    "cjk_spaces": "true to remove the spaces OCR puts between two CJK characters",
+    "separator_lines": f"one of {list(SEPARATOR_MODES)}: what to do with a line of one emoji or symbol repeated",
 }
 
 
@@ -160,10 +221,17 @@ def validate(options: Any, where: str) -> dict[str, Any]:
         raise CqiaError(f"unknown key(s) {unknown}", where=where, fix=f"Available keys: {sorted(OPTIONS)}")
     if not isinstance(options.get("fullwidth_ascii", False), bool):
         raise CqiaError(f"must be true or false, not {options['fullwidth_ascii']!r}", where=f"{where}.fullwidth_ascii")
+    if not isinstance(options.get("cjk_spaces", False), bool):
+        raise CqiaError(f"must be true or false, not {options['cjk_spaces']!r}", where=f"{where}.cjk_spaces")
     config = options.get("traditional_to_simplified")
     if config not in (None, False) + OPENCC_CONFIGS:
         raise CqiaError(f"unknown OpenCC config {config!r}", where=f"{where}.traditional_to_simplified",
                         fix=f"Use one of {list(OPENCC_CONFIGS)} (t2s: characters only; tw2sp: also Taiwan words)")
+    mode = options.get("separator_lines")
+    if mode not in (None, False) + SEPARATOR_MODES:
+        raise CqiaError(f"unknown mode {mode!r}", where=f"{where}.separator_lines",
+                        fix=f"Use one of {list(SEPARATOR_MODES)} (collapse: keep {SEPARATOR_KEEP} repeats; "
+                            "strip: remove the line)")
     return options
 
 
@@ -175,13 +243,24 @@ def rule_chain(options: dict) -> tuple[str, ...]:
         chain.insert(chain.index("strip"), f"opencc_{config}")
     if options.get("fullwidth_ascii"):
         chain.insert(chain.index("strip"), "fullwidth_ascii")
+    if options.get("cjk_spaces"):
+        chain.insert(chain.index("strip"), "cjk_spaces")
+    if options.get("separator_lines"):
+        chain.insert(chain.index("strip"), f"separator_lines_{options['separator_lines']}")
     return tuple(chain)
 
 
 def normalize_text(text: str, chain: tuple[str, ...]) -> tuple[str, list[str]]:
     """Apply `chain` to `text`; return the result and the rules that changed it."""
     changed = []
+    invisible = None
     for name in chain:
+        if name in INVISIBLE_RULES:
+            # One search says whether any of the three has work to do (most texts: none of them).
+            if invisible is None:
+                invisible = _INVISIBLE.search(text) is not None
+            if not invisible:
+                continue
         new = RULES[name](text)
         if new != text:
             changed.append(name)

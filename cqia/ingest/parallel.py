@@ -99,6 +99,8 @@ class Chunk:
     layout: str                                  # the items' layout ('jsonl', 'exam-jsonl', 'array')
     first_line: int                              # JSON Lines: the number of the first line
     data: bytes | list[tuple[int, int, str]]     # lines, or (line, index, text) of elements
+    number: int = 1                              # its place among the file's chunks, from 1
+    span: str = ""                               # where it is in the file: "bytes A-B" or "elements I-J"
 
     def item(self, where: int) -> RawItem:
         """The raw item at `where` (a line of a JSON Lines chunk, a position in an array chunk), parsed again."""
@@ -281,11 +283,15 @@ class Workers:
 
     def outcomes(self, source: Source, raw: Any) -> Iterator[Any]:
         """render's output for each raw record of `raw` (the stage's RawItems), in file order."""
-        if self.count <= 1 or raw.path.stat().st_size <= self.chunk:
+        if not self._in_chunks(raw):
             yield from self._sequential(source, raw)
             return
         with file_problems(raw.path):
             yield from self._parallel(source, raw)
+
+    def _in_chunks(self, raw: Any) -> bool:
+        """Whether the file is judged by the workers (else in this process)."""
+        return self.count > 1 and raw.path.stat().st_size > self.chunk
 
     def _sequential(self, source: Source, raw: Any) -> Iterator[Any]:
         batch: list[Outcome] = []
@@ -297,22 +303,28 @@ class Workers:
         yield from self.render(batch)
 
     def _chunks(self, source: Source, raw: Any) -> Iterator[Chunk]:
+        """The file's chunks in order, each with its number and span (for a worker's failure)."""
+        number = 0
         if raw.layout == "array":
             elements = list(scan_json_array(raw.path.read_bytes()))
             start = size = 0
             for end, (_, _, text) in enumerate(elements, start=1):
                 size += len(text)
                 if size >= self.chunk or end == len(elements):
-                    yield Chunk(source, "array", 0, elements[start:end])
+                    number += 1
+                    yield Chunk(source, "array", 0, elements[start:end], number, f"elements {start + 1}-{end}")
                     start, size = end, 0
             return
         with open(raw.path, "rb") as handle:
-            line = 1
+            line, offset = 1, 0
             while data := handle.read(self.chunk):
                 if not data.endswith(b"\n"):
                     data += handle.readline()
-                yield Chunk(source, raw.fmt.jsonl_layout, line, data)
+                number += 1
+                yield Chunk(source, raw.fmt.jsonl_layout, line, data, number,
+                            f"bytes {offset}-{offset + len(data) - 1}")
                 line += data.count(b"\n")
+                offset += len(data)
 
     def _parallel(self, source: Source, raw: Any) -> Iterator[Any]:
         self._start()

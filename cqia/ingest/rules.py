@@ -1,19 +1,23 @@
 """Quality rules: pure checks that keep a record or drop it with a reason code.
 
-A category's `rules` in params.yaml are data (thresholds and switches);
-`RuleSet(cfg)` checks and compiles them once, and its methods judge one
-record at a time. A knob that is absent switches its rule off. The first rule
-that fires decides the reason. In the order they run:
+A category's `rules` in params.yaml are data (thresholds and switches), merged
+over params' `rule_defaults` (cqia/common/params.py); `RuleSet(cfg)` checks and
+compiles them once, and its methods judge one record at a time. A knob that is
+absent switches its rule off. The first rule that fires decides the reason.
+docs/rules.md has each rule's reasoning and its measured precision and recall.
+In the order they run:
 
   before normalisation (on the text as it came)
-    max_invisible_chars: N     invisible_chars     more than N control, zero-width or
-                                                   bidi-control characters in a field
+    max_invisible_ratio: r     invisible_chars     more than a share r of a field's characters are
+                                                   control, zero-width or bidi characters (fewer are
+                                                   removed by normalisation, a lineage step)
+    mojibake: true             mojibake            U+FFFD, or UTF-8 that was decoded as GBK ("浣犲ソ");
+                                                   the detail quotes the raw text
   PII (after normalisation, read in any width; see cqia/ingest/pii.py)
     pii: {kind: reject}        pii                 an e-mail, phone, 身份证号 or QQ number
     pii: {kind: mask}          -                   replaced by [EMAIL], [PHONE], ... (a lineage step)
   after normalisation and masking
     (always)                   empty_instruction, empty_output
-    mojibake: true             mojibake            U+FFFD, or UTF-8 that was decoded as GBK ("浣犲ソ")
     (always)                   output_equals_instruction   the same text, up to punctuation,
                                                    spacing, letter case and full width
     echo_min_new_chars: N      output_echoes_instruction   the output (at most 4x as long as the
@@ -21,18 +25,22 @@ that fires decides the reason. In the order they run:
                                                    N letters or digits
     min_chars / max_chars      too_short, too_long         per field
     min_cjk_ratio              low_cjk_ratio       Han characters / (Han characters + words and
-                                                   letters of other scripts), per field
+                                                   letters of other scripts), per field, over its
+                                                   prose: fenced and inline code and TeX maths
+                                                   are left out
     max_char_repeats: N        repeated_chars      a unit of 1-4 characters, with a letter or an
                                                    emoji, repeated more than N times in a row
                                                    ("哈哈哈…", "好的好的…", "我爱你我爱你…";
                                                    not "-----" or "|---|---|…")
-    max_line_repeats: N        repeated_lines      a line (of 5+ characters) that occurs more
-                                                   than N times in a field
+    max_dup_line_frac: r       repeated_lines      Gopher's fractions, per field: the lines that
+    max_dup_line_char_frac: r                      repeat an earlier line, and the characters in
+    dup_line_min_chars: N                          them; lines with fewer than N letters or digits
+                                                   (headings, list markers, emoji) never count as
+                                                   repeats
 
 `task_types: {name: {knob: value}}` overrides thresholds for records whose
 task_type (major or minor) names `name`: the first entry that matches wins.
-This is how a category gives multiple-choice answers a lower `min_chars` and
-exempts code or maths answers from `min_cjk_ratio`.
+This is how a category gives multiple-choice answers a lower `min_chars`.
 
 Everything a rule needs per record is compiled here once (regexes, merged
 thresholds), so judging a record allocates little.
@@ -48,34 +56,50 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
+from cqia.common.record import TEXT_FIELDS
 from cqia.common.pii_kinds import PII_FIELDS
 from cqia.common.lineage import edit_step
 from cqia.ingest import pii
 from cqia.common.errors import CqiaError
 
 Verdict = tuple[str, str] | None
-TEXT_FIELDS = ("instruction", "input", "output")
 # PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in
 # `metadata` (a source URL with a contact address, say) and `copyright` ("联系作者 a@b.cn").
 
+# Every reason code a raw record can be rejected with, whatever rejects it (parse, rules, review,
+# schema, dedup); `duplicate_of` and `near_duplicate_of` carry `:<id>` in the record's reason.
 REASONS = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field",
     "invisible_chars", "pii",
     "empty_instruction", "empty_output", "mojibake", "output_equals_instruction", "output_echoes_instruction",
     "too_short", "too_long", "low_cjk_ratio", "repeated_chars", "repeated_lines",
-    "review_rejected", "review_pending", "schema_invalid", "duplicate_of",
+    "review_rejected", "review_pending", "schema_invalid", "duplicate_of", "near_duplicate_of",
 )
 
 # --- character classes ---------------------------------------------------------
 
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
-# One unit per word of a Latin, Greek or Cyrillic script, one per kana or hangul syllable.
-_FOREIGN = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff\uff21-\uff3a\uff41-\uff5a]+"
+# One unit per word of a Latin, Greek or Cyrillic script, one per kana or hangul syllable. A single
+# letter is not a word of another language but a variable or a label ("(a+b)² 的展开", "选 B"):
+# words have two letters or more.
+_FOREIGN = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff\uff21-\uff3a\uff41-\uff5a]{2,}"
                       "|[\u3040-\u30ff\uac00-\ud7af]")
 _NOT_WORD = re.compile(r"[\W_]+")
-MIN_LINE_CHARS = 5
 ECHO_MAX_TIMES = 4
+
+# What the CJK ratio leaves out: code and maths are not prose, whatever script the question is in.
+# Fenced code runs to its closing fence (or the end of the text: a truncated answer); inline maths
+# follows pandoc's rule (no space inside the dollars, no digit after the closing one), so "$5 和 $10"
+# stays prose.
+_CODE_OR_MATHS = re.compile(
+    r"```.*?(?:```|\Z)"                                 # fenced code
+    r"|`[^`\n]+`"                                       # inline code
+    r"|\$\$.+?\$\$"                                     # display maths
+    r"|\\\[.+?\\\]|\\\(.+?\\\)"                         # \[ ... \], \( ... \)
+    r"|\\begin\{([A-Za-z]+\*?)\}.*?\\end\{\1\}"          # an environment without dollars
+    r"|\$(?![\s$])(?:[^$\\\n]|\\.)+?(?<![\s\\])\$(?!\d)",  # inline maths
+    re.S)
 
 
 # --- mojibake: UTF-8 bytes that were decoded as GBK ----------------------------
@@ -189,9 +213,15 @@ def _candidates(value: str, probes: tuple[Probe, ...]) -> list[int | None] | Non
 # --- configuration ---------------------------------------------------------------
 
 FIELD_KNOBS = ("min_chars", "max_chars", "min_cjk_ratio")
-NUMBER_KNOBS = ("echo_min_new_chars", "max_char_repeats", "max_line_repeats")
-OVERRIDABLE = FIELD_KNOBS + NUMBER_KNOBS
-KNOBS = OVERRIDABLE + ("max_invisible_chars", "mojibake", "pii", "task_types")
+NUMBER_KNOBS = ("echo_min_new_chars", "max_char_repeats")
+LINE_KNOBS = ("max_dup_line_frac", "max_dup_line_char_frac", "dup_line_min_chars")
+OVERRIDABLE = FIELD_KNOBS + NUMBER_KNOBS + LINE_KNOBS
+KNOBS = OVERRIDABLE + ("max_invisible_ratio", "mojibake", "pii", "task_types")
+# Knobs that were replaced: params that still name one fail, naming what replaced it.
+REPLACED = {
+    "max_line_repeats": "max_dup_line_frac, max_dup_line_char_frac and dup_line_min_chars",
+    "max_invisible_chars": "max_invisible_ratio",
+}
 
 
 @dataclass(frozen=True)
@@ -203,9 +233,15 @@ class Limits:
     min_cjk_ratio: tuple[tuple[str, float], ...] = ()
     echo_min_new_chars: int | None = None
     max_char_repeats: int | None = None
-    max_line_repeats: int | None = None
+    max_dup_line_frac: float | None = None
+    max_dup_line_char_frac: float | None = None
+    dup_line_min_chars: int = 0
     repeats: tuple[tuple[re.Pattern, int], ...] = ()     # per unit length: its regex, its probe's index
     probes: tuple[Probe, ...] = ()
+
+    @property
+    def repeated_lines(self) -> bool:
+        return self.max_dup_line_frac is not None or self.max_dup_line_char_frac is not None
 
 
 def _field_map(value: Any, knob: str, where: str, ratio: bool) -> dict[str, Any]:
@@ -232,6 +268,14 @@ def _count(value: Any, knob: str, where: str, low: int = 1) -> int | None:
     return value
 
 
+def _ratio(value: Any, knob: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise CqiaError(f"{value!r} is not a ratio between 0 and 1", where=f"{where}.{knob}")
+    return float(value)
+
+
 def _limits(cfg: dict[str, Any], where: str, base: Limits | None = None) -> Limits:
     base = base or Limits()
     changes: dict[str, Any] = {}
@@ -243,6 +287,11 @@ def _limits(cfg: dict[str, Any], where: str, base: Limits | None = None) -> Limi
     for knob in NUMBER_KNOBS:
         if knob in cfg:
             changes[knob] = _count(cfg[knob], knob, where)
+    for knob in ("max_dup_line_frac", "max_dup_line_char_frac"):
+        if knob in cfg:
+            changes[knob] = _ratio(cfg[knob], knob, where)
+    if "dup_line_min_chars" in cfg:
+        changes["dup_line_min_chars"] = _count(cfg["dup_line_min_chars"], "dup_line_min_chars", where, low=0) or 0
     limits = replace(base, **changes)
     most = limits.max_char_repeats
     if not most:
@@ -252,6 +301,17 @@ def _limits(cfg: dict[str, Any], where: str, base: Limits | None = None) -> Limi
                    probes=tuple(Probe.of(shift, units, most) for shift, units in REPEAT_SHIFTS))
 
 
+def _check_keys(keys: Any, allowed: tuple[str, ...], where: str, per_task_type: bool = False) -> None:
+    for key in keys:
+        if key in REPLACED:
+            raise CqiaError(f"{key} was replaced by {REPLACED[key]} (docs/rules.md)", where=where,
+                            fix=f"Available keys: {list(allowed)}")
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        what = f"key(s) {unknown} cannot be set per task type" if per_task_type else f"unknown key(s) {unknown}"
+        raise CqiaError(what, where=where, fix=f"Available keys: {list(allowed)}")
+
+
 class RuleSet:
     """A category's rules, checked and compiled from its `rules` params."""
 
@@ -259,11 +319,9 @@ class RuleSet:
         cfg = cfg or {}
         if not isinstance(cfg, dict):
             raise CqiaError("must be a mapping", where=where)
-        unknown = sorted(set(cfg) - set(KNOBS))
-        if unknown:
-            raise CqiaError(f"unknown key(s) {unknown}", where=where, fix=f"Available keys: {list(KNOBS)}")
+        _check_keys(cfg, KNOBS, where)
         self.base = _limits(cfg, where)
-        self.max_invisible = _count(cfg.get("max_invisible_chars"), "max_invisible_chars", where, low=0)
+        self.max_invisible = _ratio(cfg.get("max_invisible_ratio"), "max_invisible_ratio", where)
         self.mojibake = cfg.get("mojibake", False)
         if not isinstance(self.mojibake, bool):
             raise CqiaError(f"must be true or false, not {self.mojibake!r}", where=f"{where}.mojibake")
@@ -282,30 +340,43 @@ class RuleSet:
         overrides = cfg.get("task_types") or {}
         if not isinstance(overrides, dict):
             raise CqiaError("must be a mapping of task type to thresholds", where=f"{where}.task_types",
-                            fix="e.g. task_types: {代码: {min_cjk_ratio: {output: 0}}}")
+                            fix="e.g. task_types: {选择题: {min_chars: {output: 1}}}")
         self.by_task_type: dict[str, Limits] = {}
         for name, override in overrides.items():
             at = f"{where}.task_types.{name}"
             if not isinstance(override, dict):
                 raise CqiaError("must be a mapping", where=at)
-            bad = sorted(set(override) - set(OVERRIDABLE))
-            if bad:
-                raise CqiaError(f"key(s) {bad} cannot be set per task type", where=at,
-                                fix=f"Available keys: {list(OVERRIDABLE)}")
+            _check_keys(override, OVERRIDABLE, at, per_task_type=True)
             self.by_task_type[str(name)] = _limits(override, at, self.base)
+        self._rank = {name: rank for rank, name in enumerate(self.by_task_type)}       # params order: first wins
+        self._ranked = list(self.by_task_type.values())
 
     # --- the three phases -------------------------------------------------------
 
     def before_normalise(self, rec: dict[str, Any]) -> Verdict:
-        if self.max_invisible is None:
-            return None
-        for field in TEXT_FIELDS:
-            value = rec.get(field)
-            if isinstance(value, str) and _INVISIBLE.search(value):
-                count = len(_INVISIBLE.findall(value))
-                if count > self.max_invisible:
-                    return ("invisible_chars", f"{field} has {count} control, zero-width or bidi characters, "
-                            f"max_invisible_chars is {self.max_invisible}")
+        """The rules that read the text as it came: invisible characters (normalisation removes
+        them) and mojibake (whose detail quotes the raw text, before t2s rewrites it)."""
+        if self.max_invisible is not None:
+            for field in TEXT_FIELDS:
+                value = rec.get(field)
+                if isinstance(value, str) and _INVISIBLE.search(value):
+                    count = len(_INVISIBLE.findall(value))
+                    if count > self.max_invisible * len(value):
+                        return ("invisible_chars", f"{field}: {count} of its {len(value)} characters "
+                                f"({count / len(value):.0%}) are control, zero-width or bidi characters, "
+                                f"max_invisible_ratio is {self.max_invisible}")
+        if self.mojibake:
+            for field in TEXT_FIELDS:
+                value = rec.get(field)
+                if not isinstance(value, str) or value.isascii():
+                    continue
+                if "\ufffd" in value:
+                    return ("mojibake", f"{field} has U+FFFD (the replacement character) at character "
+                            f"{value.index(chr(0xFFFD)) + 1}: it was decoded with the wrong encoding upstream")
+                garbled = gbk_mojibake(value)
+                if garbled:
+                    return ("mojibake", f"{field} has UTF-8 text that was decoded as GBK: "
+                            f"{garbled[0]!r} reads {garbled[1]!r}")
         return None
 
     def mask_pii(self, rec: dict[str, Any]) -> tuple[list[dict[str, Any]], Verdict]:
@@ -327,17 +398,20 @@ class RuleSet:
         return steps, None
 
     def limits_for(self, rec: dict[str, Any]) -> Limits:
+        """The category's limits, or those of the first `task_types` entry the record's major or minor names."""
         if self.by_task_type:
             task_type = rec.get("task_type")
             if isinstance(task_type, dict):
-                names = set()
+                first = None
                 for key in ("major", "minor"):
                     value = task_type.get(key)
                     if isinstance(value, list):
-                        names.update(v for v in value if isinstance(v, str))
-                for name, limits in self.by_task_type.items():
-                    if name in names:
-                        return limits
+                        for name in value:
+                            rank = self._rank.get(name) if isinstance(name, str) else None
+                            if rank is not None and (first is None or rank < first):
+                                first = rank
+                if first is not None:
+                    return self._ranked[first]
         return self.base
 
     def check(self, rec: dict[str, Any]) -> Verdict:
@@ -346,15 +420,6 @@ class RuleSet:
             if isinstance(value, str) and not value:
                 return f"empty_{field}", f"{field} is empty after normalisation"
         fields = [(f, rec[f]) for f in TEXT_FIELDS if isinstance(rec.get(f), str)]
-        if self.mojibake:
-            for field, value in fields:
-                if "\ufffd" in value:
-                    return ("mojibake", f"{field} has U+FFFD (the replacement character) at character "
-                            f"{value.index(chr(0xFFFD)) + 1}: it was decoded with the wrong encoding upstream")
-                garbled = gbk_mojibake(value)
-                if garbled:
-                    return ("mojibake", f"{field} has UTF-8 text that was decoded as GBK: "
-                            f"{garbled[0]!r} reads {garbled[1]!r}")
         limits = self.limits_for(rec)
         if isinstance(ins, str) and isinstance(out, str):
             verdict = _echo(ins, out, limits.echo_min_new_chars)
@@ -379,11 +444,12 @@ class RuleSet:
             verdict = _repeated_chars(fields, limits)
             if verdict:
                 return verdict
-        if limits.max_line_repeats:
+        if limits.repeated_lines:
             for field, value in fields:
-                verdict = _repeated_lines(field, value, limits.max_line_repeats)
-                if verdict:
-                    return verdict
+                if "\n" in value:
+                    verdict = _repeated_lines(field, value, limits)
+                    if verdict:
+                        return verdict
         return None
 
 
@@ -437,39 +503,61 @@ def _echo(ins: str, out: str, min_new: int | None) -> Verdict:
     return None
 
 
+def prose(text: str) -> str:
+    """`text` without its fenced and inline code and its TeX maths (each span becomes a space)."""
+    if "`" not in text and "$" not in text and "\\" not in text:
+        return text
+    return _CODE_OR_MATHS.sub(" ", text)
+
+
 def _cjk_ratio(field: str, value: str, low: float) -> Verdict:
-    foreign = len(_FOREIGN.findall(value))
+    text = prose(value)
+    foreign = len(_FOREIGN.findall(text))
     if not foreign:
-        return None
+        return None                             # no other script, or only in code and maths
     if low < 1:
         # han / (han + foreign) >= low  <=>  han >= low * foreign / (1 - low): stop counting there
         enough = math.ceil(low * foreign / (1 - low) - 1e-9)
-        if sum(1 for _ in islice(_HAN.finditer(value), enough)) >= enough:
+        if sum(1 for _ in islice(_HAN.finditer(text), enough)) >= enough:
             return None
-    han = len(_HAN.findall(value))
+    han = len(_HAN.findall(text))
     ratio = han / (han + foreign)
     if ratio < low:
-        return ("low_cjk_ratio", f"{field} has CJK ratio {ratio:.2f} ({han} Han characters, {foreign} words or "
-                f"letters of other scripts), min_cjk_ratio.{field} is {low}")
+        chars = len("".join(text.split()))
+        return ("low_cjk_ratio", f"{field}: {math.floor(ratio * 100)}% CJK over {chars} prose characters "
+                f"({han} Han characters, {foreign} words or letters of other scripts; code and maths excluded), "
+                f"min_cjk_ratio.{field} is {low}")
     return None
 
 
-def _repeated_lines(field: str, value: str, most: int) -> Verdict:
-    if value.count("\n") < most:
+def _repeated_lines(field: str, value: str, limits: Limits) -> Verdict:
+    """Gopher's repetition fractions over a field's non-blank lines: the lines that repeat an earlier
+    line, and the characters in them. A line with fewer than `dup_line_min_chars` letters or digits
+    (a heading such as "👉🏻做法：", a list marker, an emoji separator) never counts as a repeat."""
+    lines = list(filter(None, map(str.strip, value.split("\n"))))
+    if len(set(lines)) == len(lines):
+        return None                             # no line repeats: the common case
+    repeats: Counter[str] = Counter()
+    for line, n in Counter(lines).items():
+        if n > 1 and len(_NOT_WORD.sub("", line)) >= limits.dup_line_min_chars:
+            repeats[line] = n - 1
+    if not repeats:
         return None
-    lines = value.split("\n")
-    distinct = set(map(str.strip, lines))
-    distinct.discard("")
-    if len(lines) - lines.count("") - len(distinct) < most:
-        return None                             # fewer than `most` repeats of any line: the common case
-    counts = Counter(line for line in map(str.strip, lines) if len(line) >= MIN_LINE_CHARS)
-    if not counts:
+    dup = sum(repeats.values())
+    dup_chars = sum(len(line) * n for line, n in repeats.items())
+    chars = sum(map(len, lines))
+    most, most_chars = limits.max_dup_line_frac, limits.max_dup_line_char_frac
+    if most is not None and dup > most * len(lines):
+        measured = f"{dup} of its {len(lines)} lines ({dup / len(lines):.0%}) repeat an earlier line"
+        knob = f"max_dup_line_frac is {most}"
+    elif most_chars is not None and dup_chars > most_chars * chars:
+        measured = f"{dup_chars} of its {chars} characters ({dup_chars / chars:.0%}) are in lines that repeat an earlier line"
+        knob = f"max_dup_line_char_frac is {most_chars}"
+    else:
         return None
-    line, n = counts.most_common(1)[0]
-    if n > most:
-        shown = line if len(line) <= 20 else line[:20] + "…"
-        return "repeated_lines", f"{field} has the line {shown!r} {n} times, max_line_repeats is {most}"
-    return None
+    line, n = repeats.most_common(1)[0]
+    shown = line if len(line) <= 20 else line[:20] + "…"
+    return "repeated_lines", f"{field}: {measured} ({shown!r} {n + 1} times), {knob}"
 
 
 def check(rec: dict[str, Any], cfg: dict[str, Any]) -> Verdict:

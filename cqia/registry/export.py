@@ -75,7 +75,7 @@ def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
 
 def to_firefly(record: dict[str, Any]) -> dict[str, Any]:
     """Firefly's example: the id as `conversation_id`, the source category (the id's prefix, see
-    README "Ids") as `category`, and one turn."""
+    docs/pipeline.md "Ids") as `category`, and one turn."""
     rid = _text(record, "id")
     return {"conversation_id": rid, "category": rid.rpartition("-")[0],
             "conversation": [{"human": prompt(record), "assistant": _text(record, "output")}]}

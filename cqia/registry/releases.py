@@ -15,7 +15,7 @@ import posixpath
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -322,11 +322,51 @@ def mismatched_files(problems: list[Mismatch]) -> list[str]:
     return sorted({p.path for p in problems if p.path})
 
 
+def holds(out: LockOut, path: str) -> bool:
+    """Whether dvc.lock's output `out` is, or contains, the release file `path`."""
+    return not out.path or path == out.path or path.startswith(f"{out.path}/")
+
+
 def stages_of(paths: list[str], outs: list[LockOut]) -> list[str]:
-    """The stages whose outputs hold `paths` (all of the release's stages when none is found), sorted."""
-    found = {out.stage for path in paths for out in outs
-             if path == out.path or path.startswith(f"{out.path}/") or not out.path}
-    return sorted(found or {out.stage for out in outs})
+    """The stages whose outputs hold `paths` (all of the release's stages when `paths` is empty), sorted."""
+    if not paths:
+        return sorted({out.stage for out in outs})
+    return sorted({out.stage for path in paths for out in outs if holds(out, path)})
+
+
+def split_stale(outs: list[LockOut], stages: Iterable[str]) -> tuple[list[LockOut], list[LockOut]]:
+    """dvc.lock's outputs of stages in dvc.yaml, and those of stages dvc.yaml no longer has.
+
+    DVC keeps a stage's entry in dvc.lock after the stage is gone (a category removed from
+    params.yaml by hand leaves `category@<name>` and `publish@<name>` there).
+    """
+    names = set(stages)
+    return [out for out in outs if out.stage in names], [out for out in outs if out.stage not in names]
+
+
+def removed_categories(stages: Iterable[str]) -> list[str]:
+    """The categories of per-category stages (`<stage>@<category>`) among `stages`, sorted."""
+    return sorted({stage.split("@", 1)[1] for stage in stages if "@" in stage})
+
+
+def remedy(paths: list[str], outs: list[LockOut], stale: list[LockOut], restore: str) -> str:
+    """What puts the release files `paths` right, as a clause for the person to act on (lower case).
+
+    Outputs of stages in dvc.yaml: `restore` with `{stages}` filled in. Files only a stage gone
+    from dvc.yaml wrote: `cqia category remove <name>` (what a category removed from params.yaml
+    left). Files no stage wrote: delete them. Never a stage that dvc.yaml does not have.
+    """
+    live = stages_of(paths, outs)
+    unheld = [p for p in paths if not any(holds(out, p) for out in outs)]
+    gone = removed_categories(out.stage for p in unheld for out in stale if holds(out, p))
+    orphans = [p for p in unheld if not any(holds(out, p) for out in stale)]
+    advice = [restore.format(stages=" ".join(live))] if live else []
+    advice += [f"run `cqia category remove {name}` (category {name} is gone from params.yaml; "
+               f"it deletes what the category left)" for name in gone]
+    if orphans:
+        advice.append(f"delete {name_some(orphans)} (no stage in dvc.yaml writes "
+                      f"{'it' if len(orphans) == 1 else 'them'}), then run `dvc repro`")
+    return "; ".join(advice)
 
 
 def gate_failure(lines: list[str]) -> str:
@@ -449,11 +489,17 @@ def _changes(cats: dict[str, Any], prev: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- git and DVC
 
 
+UNAWAITED_WARNING = "ignore:coroutine:RuntimeWarning"  # a -W filter: the message starts with "coroutine"
+
+
 def tool_env() -> dict[str, str]:
     """The environment for `git` and `dvc`: this Python's bin directory first on PATH,
     so `dvc` and the stages' `python` are the ones installed with cqia."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # `dvc push` to S3 can end with "RuntimeWarning: coroutine 'S3FileSystem._exists' was never
+    # awaited" (s3fs's pending calls when one fails): noise after the real error, for nobody to act on.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UNAWAITED_WARNING]))
     return env
 
 
@@ -471,6 +517,108 @@ def run(cmd: list[str], cwd: Path, *, check: bool = True, input: str | None = No
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise CqiaError(f"`{' '.join(cmd)}` failed: {detail[-1] if detail else f'exit {proc.returncode}'}")
     return proc
+
+
+def current_branch(root: Path) -> str | None:
+    """The branch HEAD is on, or None when HEAD is detached."""
+    proc = run(["git", "symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def lock_stages(root: Path) -> set[str]:
+    """The names of the stages dvc.lock has entries for (none when there is no dvc.lock)."""
+    from ruamel.yaml import YAML
+
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return set()
+    lock = _load_yaml(path.read_text(encoding="utf-8"), LOCK_FILE, YAML(typ="safe", pure=True))
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    return set(stages) if isinstance(stages, dict) else set()
+
+
+REMOTE_TIMEOUT = 15.0   # seconds the remote check may take in all (S3: 5 s per connection or read)
+
+
+def check_remote(repo, name: str, where: str, timeout: float = REMOTE_TIMEOUT) -> None:
+    """Refuse, in one line, a DVC remote that `dvc push` could not write to.
+
+    A directory remote: the directory, or the nearest parent that exists, must be a writable
+    directory. Any other remote: one cheap call through DVC's own filesystem for it (does the
+    remote's path exist; on S3, when it does not yet, does its bucket), within `timeout`, so
+    that missing credentials, an unreachable endpoint or a missing bucket are found before
+    anything is built rather than after.
+    """
+    import warnings
+
+    from dvc.fs import get_cloud_fs
+
+    cls, config, path = get_cloud_fs(repo.config, name=name)
+    label = f"DVC remote '{name}' ({repo.config['remote'][name].get('url', path)})"
+    other = "or choose another remote with --remote NAME (`dvc remote list`)"
+    if cls.protocol == "local":
+        _check_directory(Path(path), label, where, other)
+        return
+    if cls.protocol == "s3":
+        config = {"connect_timeout": timeout / 3, "read_timeout": timeout / 3, **config}
+    # s3fs can leave coroutines un-awaited when a call fails; their warning would follow our error
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    try:
+        fs = cls(**config)
+        if cls.protocol == "s3":  # botocore retries a refused connection 4 times with backoff (12 s); once is enough
+            fs.fs_args.setdefault("config_kwargs", {}).setdefault("retries", {"max_attempts": 2})
+        found = _within(timeout, lambda: fs.exists(path))
+        bucket = path.split("/")[0]
+        if not found and cls.protocol == "s3" and not _within(timeout, lambda: fs.exists(bucket)):
+            raise CqiaError(f"{label}: bucket '{bucket}' does not exist, or these credentials cannot see it",
+                            where=where, fix=f"Create it, or set the remote's url (`dvc remote modify {name} url "
+                                             f"s3://BUCKET/PATH`), {other}")
+    except CqiaError:
+        raise
+    except TimeoutError:
+        raise CqiaError(f"{label} did not answer within {timeout:g} s", where=where,
+                        fix=f"Check its endpoint and the network, {other}") from None
+    except Exception as exc:  # each filesystem has its own errors; the class names the kind
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        reason = str(exc).strip() or type(exc).__name__
+        if "NoCredentialsError" in kinds:
+            raise CqiaError(f"{label} has no credentials ({reason})", where=where,
+                            fix=f"Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or `dvc remote modify --local "
+                                f"{name} access_key_id ...` and `... secret_access_key ...`, {other}") from None
+        raise CqiaError(f"{label} cannot be reached ({reason})", where=where,
+                        fix=f"Check its endpoint, credentials and the network, {other}") from None
+
+
+def _check_directory(path: Path, label: str, where: str, other: str) -> None:
+    existing = next(p for p in [path, *path.parents] if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise CqiaError(f"{label} cannot be created: {existing} is not a directory", where=where,
+                        fix=f"Move that file away, {other}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CqiaError(f"{label} cannot be written: you may not write in {existing}", where=where,
+                        fix=f"Fix its permissions, {other}")
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """call(), or TimeoutError when it has not returned after `seconds` (it is left to finish on its own)."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def git_tags(root: Path) -> list[str]:
@@ -509,17 +657,25 @@ def open_dvc(root: Path):
         raise CqiaError(f"not a DVC repository ({exc})", where=str(root), fix="Run `dvc init`") from None
 
 
-def dvc_outs(repo) -> list[tuple[str, bool]]:
-    """(path relative to the root, cached?) of every stage output."""
+def pipeline(repo) -> list:
+    """The stages of dvc.yaml (foreach stages one per item: `publish@zhihu`)."""
     from dvc.exceptions import DvcException
 
     try:
-        stages = list(repo.index.stages)
+        return list(repo.index.stages)
     except DvcException as exc:
         raise CqiaError(f"DVC cannot read the pipeline ({exc})", where="dvc.yaml",
                         fix="Fix it (`dvc status` shows the same error)") from None
+
+
+def stage_names(repo) -> set[str]:
+    return {stage.name for stage in pipeline(repo)}
+
+
+def dvc_outs(repo) -> list[tuple[str, bool]]:
+    """(path relative to the root, cached?) of every stage output."""
     return [(Path(out.fs_path).relative_to(repo.root_dir).as_posix(), bool(out.use_cache))
-            for stage in stages for out in stage.outs]
+            for stage in pipeline(repo) for out in stage.outs]
 
 
 def remotes(repo) -> tuple[dict[str, str], str | None]:
@@ -564,6 +720,7 @@ class ReleaseState:
     manifest: Any
     outs: list[LockOut]             # dvc.lock's outputs in the release directory, with listings where known
     notes: list[Mismatch]
+    stale: list[LockOut] = field(default_factory=list)  # dvc.lock's outputs of stages dvc.yaml no longer has
 
 
 def parse_manifest(raw: bytes | None) -> tuple[Any, list[Mismatch]]:
@@ -593,9 +750,10 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     manifest_path = directory / MANIFEST
     manifest, notes = parse_manifest(manifest_path.read_bytes() if manifest_path.is_file() else None)
     with open_dvc(root) as repo:
+        outs, stale = split_stale(outs, stage_names(repo))
         outs = [replace(out, listing=read_listing(repo, out.md5)) if out.is_dir else out for out in outs]
     version = manifest.get("version") if isinstance(manifest, dict) else None
-    return ReleaseState(release_dir, version, files, manifest, outs, notes)
+    return ReleaseState(release_dir, version, files, manifest, outs, notes, stale)
 
 
 def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
