@@ -104,7 +104,7 @@ def text_edits(before: str, after: str) -> list[list[Any]]:
             if found:
                 break
         if found is None:                        # a longer run of substitutions (width folding of a word)
-            found = next(((d, d) for d in range(RESYNC + 1, 8 * RESYNC)
+            found = next(((d, d) for d in range(RESYNC + 1, min(8 * RESYNC, n - i, m - j))
                           if a[i + d:i + d + ANCHOR] == b[j + d:j + d + ANCHOR]), None)
         if found is None:                        # difflib over a window, up to its last equal block
             from difflib import SequenceMatcher
