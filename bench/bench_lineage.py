@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cqia.common import lineage as L  # noqa: E402
 from cqia.common.fileio import dumps_line  # noqa: E402
 from cqia.common.lineage import INDEX_FILE, LineageWriter, lineage_path, records_path  # noqa: E402
 
@@ -52,14 +53,15 @@ def record(i: int, version: int, rng: random.Random) -> tuple[str, dict, dict]:
     rec = {"id": rid, "instruction": text(rng, 40), "input": "", "output": out,
            "task_type": {"major": ["问答"], "minor": ["知乎问答"]}, "domain": ["通用"], "metadata": "",
            "answer_from": "human", "human_verified": False, "copyright": "bench"}
+    # the raw output had full-width letters: a normalize step, stored as its edits (lineage format 2)
+    raw_out = "ＡＩ" + out[2:]
+    steps = [L.parse_step("cqia-jsonl", "jsonl"), L.map_step([]),
+             L.edit_step("normalize", "output", ["fullwidth_ascii"], raw_out, out), L.pass_step("rules"),
+             L.pass_step("schema"), L.gate_step("default"), L.dedup_pass_step()]
+    L.store_edits(steps, {"instruction": rec["instruction"], "input": "", "output": raw_out})
     lineage = {"id": rid, "status": "released", "category": cat,
                "source": {"file": f"data/raw/{cat}/train.jsonl", "md5": "0" * 32, "line": i // len(CATS) + 1},
-               "raw": {"instruction": rec["instruction"], "output": out},
-               "steps": [{"step": "parse", "format": "cqia-jsonl", "layout": "jsonl", "result": "pass"},
-                         {"step": "map", "defaults": []}, {"step": "rules", "result": "pass"},
-                         {"step": "schema", "result": "pass"},
-                         {"step": "gate", "gate": "great_expectations", "suite": "default", "result": "pass"},
-                         {"step": "dedup", "result": "pass"}]}
+               "raw": {"instruction": rec["instruction"], "output": raw_out}, "steps": steps}
     return rid, rec, lineage
 
 
@@ -121,6 +123,7 @@ def main() -> None:
     dvc, cqia = str(bindir / "dvc"), str(bindir / "cqia")
     run(["git", "init", "-q"], repo, env)
     run([dvc, "init", "-q"], repo, env)
+    (repo / "dvc.yaml").write_text("stages: {}\n")      # what `cqia` looks for to find a registry
     run([dvc, "config", "core.analytics", "false"], repo, env)
     run([dvc, "config", "cache.type", "hardlink,symlink"], repo, env)
     release = repo / "data/release"

@@ -182,3 +182,14 @@ def test_cqia_lineage_shows_a_format_1_step_and_a_format_2_step_alike():
     assert "after" not in new["steps"][1]
     assert [_step_line(s) for s in readable_steps(old)] == [_step_line(s) for s in readable_steps(new)]
     assert _step_line(readable_steps(new)[1]) == "normalize  instruction [fullwidth_ascii]: ＡＩ是什么 → AI是什么"
+
+
+@pytest.mark.parametrize("before, after", [
+    ("说" * 30 + "ＡＢＣＤＥＦＧＨＩＪＫＬＭＮ" + "说" * 30, "说" * 30 + "ABCDEFGHIJKLMN" + "说" * 30),   # a long folded run
+    ("说" * 30 + "，" * 40 + "说" * 600, "说" * 30 + "说" * 600),                                  # a long deletion
+    ("的一是" * 300, "是的一" * 290 + "不了"),                                                     # nothing agrees nearby
+])
+def test_edits_of_long_and_scattered_changes_rebuild_the_text(before, after):
+    edits = L.text_edits(before, after)
+    assert L.apply_edits(before, edits) == after
+    assert sum(len(e[1]) + len(e[2]) for e in edits) <= len(before) + len(after)

@@ -77,7 +77,7 @@ def edit_step(kind: str, field: str, rules: list[str], before: str, after: str) 
 # characters in either text) where ANCHOR characters agree again: the rules' changes are small and
 # local (a character folded, dropped or doubled, CRLF, spaces), and this costs about a pass over the
 # text, where difflib takes milliseconds a field. Differences it cannot resync go to difflib.
-RESYNC, ANCHOR = 8, 8
+RESYNC, ANCHOR = 8, 3
 
 
 def text_edits(before: str, after: str) -> list[list[Any]]:
@@ -103,12 +103,24 @@ def text_edits(before: str, after: str) -> list[list[Any]]:
                     break
             if found:
                 break
-        if found is None:
+        if found is None:                        # a longer run of substitutions (width folding of a word)
+            found = next(((d, d) for d in range(RESYNC + 1, min(8 * RESYNC, n - i, m - j))
+                          if a[i + d:i + d + ANCHOR] == b[j + d:j + d + ANCHOR]), None)
+        if found is None:                        # difflib over a window, up to its last equal block
             from difflib import SequenceMatcher
 
-            edits += [[i + i1, a[i + i1:i + i2], b[j + j1:j + j2]] for tag, i1, i2, j1, j2 in
-                      SequenceMatcher(None, a[i:], b[j:]).get_opcodes() if tag != "equal"]
-            return edits
+            window = 64 * RESYNC
+            ops = SequenceMatcher(None, a[i:i + window], b[j:j + window], autojunk=False).get_opcodes()
+            whole = i + window >= n and j + window >= m
+            last = len(ops) if whole else max((k for k, op in enumerate(ops) if op[0] == "equal"), default=-1)
+            if last <= 0:                        # nothing agrees in the window: difflib over the rest
+                ops, last = SequenceMatcher(None, a[i:], b[j:]).get_opcodes(), None
+            edits += [[i + i1, a[i + i1:i + i2], b[j + j1:j + j2]] for tag, i1, i2, j1, j2 in ops[:last]
+                      if tag != "equal"]
+            if last is None or whole:
+                return edits
+            i, j = i + ops[last][1], j + ops[last][3]
+            continue
         da, db = found
         edits.append([i, a[i:i + da], b[j:j + db]])
         i, j = i + da, j + db
