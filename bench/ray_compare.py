@@ -10,7 +10,7 @@ sketching on, as params.yaml has it), and times `python -m stages.category` on i
 * local: forked workers on every core (the default), `--runs` times, and once in
   one process (CQIA_WORKERS=1);
 * ray: CQIA_EXECUTOR=ray against a Ray head this script starts on 127.0.0.1
-  (cqia.sandbox.ray_head, `--cpus` CPUs, no dashboard), `--runs` times;
+  (tests.sandbox.ray_head, `--cpus` CPUs, no dashboard), `--runs` times;
 * start-up: `ray start --head` until it is up, and a small category (2,000
   records, 5 chunks) both ways: the difference is what joining the cluster costs
   a stage (connecting, shipping the code, starting workers, building the
@@ -149,7 +149,7 @@ def show(result: dict[str, Any]) -> None:
 def run(records: int, runs: int, cpus: int, out: Path) -> dict[str, Any]:
     import subprocess
 
-    from cqia import sandbox
+    from tests import sandbox
     from cqia.gates import gx_server
 
     work = out / f"ray-{records}"

@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cqia import sandbox  # noqa: E402
+from tests import sandbox  # noqa: E402
 from bench.generate import CategorySpec, append_records, generate, plan  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -340,7 +340,7 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], poll_s: float = 0.05
                         name = member.name()
                         seen.role = "gx child"
                         seen.serves = int(name.split(":")[1]) if name.startswith("cqia-gx:") else 0
-                    if seen.role or "cqia.gates.gx import _serve_fd" in " ".join(seen.cmdline):
+                    if seen.role or "cqia.gates.gx_worker import serve" in " ".join(seen.cmdline):
                         seen.peak_uss = max(seen.peak_uss, member.memory_full_info().uss)
                     seen.last_seen = now
                     seen.peak_rss = max(seen.peak_rss, rss)
@@ -671,7 +671,7 @@ def process_kind(proc: Proc, stage_pids: set[int]) -> str:
     name = stage_of(proc.cmdline)
     if proc.role == "gx server":
         return "GX server"
-    if proc.role == "gx child" or "cqia.gates.gx import _serve_fd" in " ".join(proc.cmdline):
+    if proc.role == "gx child" or "cqia.gates.gx_worker import serve" in " ".join(proc.cmdline):
         return "GX gate run (server's child)"
     if name is not None:
         return f"{name.split('@')[0]}@ worker" if proc.ppid in stage_pids else name

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
 import pytest
 
-from cqia import sandbox
+from tests import sandbox
 from cqia.common.lineage import SCHEMA_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,3 +183,15 @@ def _unit_lane_starts_no_process(request, monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
     monkeypatch.setattr(os, "fork", refuse)
     monkeypatch.setattr(os, "posix_spawn", refuse)
+
+
+def mid_write(directory: Path, proc: subprocess.Popen, timeout: float = 120) -> list[Path]:
+    """Wait until the stage in `proc` is writing: its three temporaries exist and the lineage one holds
+    compressed bytes (zstd flushes a block at a time); return them. Fails if the stage ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = sorted(directory.glob(".*.tmp"))
+        if [p.name.split(".")[1] for p in staged] == ["accepted", "lineage", "rejects"] and staged[1].stat().st_size:
+            return staged
+        time.sleep(0.005)
+    raise AssertionError(f"the stage never was mid-write (exit {proc.poll()})")

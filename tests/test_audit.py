@@ -10,7 +10,7 @@ from cqia.ingest.judge import make_id
 from cqia.ingest.decisions import load_decisions
 from cqia.registry.audit import readable_steps
 from conftest import as_registry
-from stages.publish import dedup_step
+from cqia.publish.core import dedup_step
 from test_records import ENTRY, poison_line as poison, run
 
 POISON = dict(ENTRY, rules={"min_chars": {"output": 2}, "pii": {"email": "mask", "phone": "mask"}})

@@ -17,7 +17,7 @@ from cqia.ingest.config import checked_category
 from cqia.ingest.judge import Processor, Source
 from cqia.dedup.keys import dedup_key
 from cqia.gates.schema import RecordSchema
-from stages.category import read_raw_file
+from cqia.ingest.raw import read_raw_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def test_breakdown_splits_a_repro_into_stage_commands_and_dvc_time():
              Proc(2, ["python", "-m", "stages.category", "--category", "a"], 100.5, 102.5, 300 * 1024 * 1024),
              Proc(3, ["python", "-m", "stages.merge", "--params", "p"], 103.25, 105.0, 200 * 1024 * 1024),
              # the category stage's Great Expectations helper: not a stage, its peak is the stage's helper's
-             Proc(4, ["python", "-c", "from cqia.gates.gx import _serve_fd; _serve_fd(5)"], 100.6, 102.4,
+             Proc(4, ["python", "-c", "from cqia.gates.gx_worker import serve; serve(5)"], 100.6, 102.4,
                   250 * 1024 * 1024, ppid=2, peak_uss=240 * 1024 * 1024),
              # its worker processes (cqia/ingest/parallel.py): forked, so with the stage's command line; neither
              # a stage nor its gate's helper (larger than the helper here, so counting it would show)

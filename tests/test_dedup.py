@@ -301,14 +301,15 @@ def test_released_records_are_the_category_stages_bytes_and_parquet_holds_the_sa
 
 def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
     from cqia.publish.card import parquet_schema
-    from stages.publish import parquet_batch
+    from cqia.publish.core import parquet_batch
 
     big = {"id": "x-0000000000000001", "instruction": "长" * 700_000, "input": "", "output": "答",
            "task_type": {"major": ["问答"], "minor": []}, "domain": ["通用"], "metadata": "", "answer_from": "human",
            "human_verified": False, "copyright": "c"}
     small = dict(big, id="x-0000000000000002", instruction="短")
-    table = parquet_batch([orjson.dumps(r) + b"\n" for r in (small, big, small)], parquet_schema())
-    assert table.schema == parquet_schema()
+    pschema = parquet_schema(orjson.loads((ROOT / "schemas/record.schema.json").read_bytes()))
+    table = parquet_batch([orjson.dumps(r) + b"\n" for r in (small, big, small)], pschema)
+    assert table.schema == pschema
     assert table.to_pylist() == [small, big, small]
 
 

@@ -323,7 +323,7 @@ def write_release(root: Path, categories: dict[str, list[dict]]) -> Path:
     full = []
     for name, records in categories.items():
         (root / name).mkdir()
-        pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema()), root / name / "train.parquet")
+        pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema(SCHEMA)), root / name / "train.parquet")
         (root / name / "train.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         full += records
     summary = [card_category(n, released=len(r), num_bytes=pq.read_table(root / n / "train.parquet").nbytes,
@@ -357,7 +357,7 @@ def test_card_configs_load_with_datasets_with_typed_columns(hf, tmp_path):
         DatasetCard((release / "README.md").read_text(encoding="utf-8")).data)
     assert sorted(infos) == ["all", "poison", "zhihu"]
     for config, loaded in (("all", full), ("zhihu", zhihu)):
-        assert infos[config].features == datasets.Features.from_arrow_schema(parquet_schema()) == loaded.features
+        assert infos[config].features == datasets.Features.from_arrow_schema(parquet_schema(SCHEMA)) == loaded.features
         assert infos[config].splits["train"].num_examples == loaded.num_rows
     assert infos["zhihu"].splits["train"].num_bytes == zhihu.info.splits["train"].num_bytes
     # `all` adds up its files' sizes; datasets measures them joined, where the bits of a boolean

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from cqia.common.errors import CqiaError
-from cqia.gates.gx import GateProcess, SuiteRun, failure_report
+from cqia.gates.gx import GateProcess, failure_report
+from cqia.gates.gx_worker import SuiteRun
 
 pytestmark = pytest.mark.process  # helper processes running the suite
 

@@ -223,7 +223,7 @@ def test_concurrent_gate_runs_start_one_server_and_each_get_a_child(server_dir):
 def test_cqia_gx_server_0_runs_a_helper_process_per_gate_run(server_dir, monkeypatch):
     monkeypatch.setenv("CQIA_GX_SERVER", "0")
     gate = GateProcess(SUITE)
-    assert "from cqia.gates.gx import _serve_fd" in " ".join(gate._process.args)
+    assert "from cqia.gates.gx_worker import serve" in " ".join(gate._process.args)
     for rows in CHUNKS:
         gate.validate_rows(COLUMNS, rows)
     assert gate.result()["rows"] == 4
@@ -296,7 +296,7 @@ import importlib, sys
 from cqia.gates import gx_server
 for name in gx_server.WARM_IMPORTS:
     importlib.import_module(name)
-from cqia.gates.gx import SuiteRun
+from cqia.gates.gx_worker import SuiteRun
 import pandas as pd
 run = SuiteRun({SUITE!r})
 run.validate(pd.DataFrame.from_records({CHUNKS[0]!r}, columns={list(COLUMNS)!r}))

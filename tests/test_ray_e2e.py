@@ -1,6 +1,6 @@
 """The category stage on a real Ray cluster (CQIA_EXECUTOR=ray) writes the bytes a local run writes.
 
-One Ray head per module (cqia.sandbox.ray_head): `ray start --head --block` on
+One Ray head per module (tests.sandbox.ray_head): `ray start --head --block` on
 127.0.0.1 in a temporary directory of its own, with 2 CPUs and no dashboard,
 stopped at the end by ending that process and its process group (`ray stop`
 would stop every Ray cluster of the machine). No mocks: the stage is the
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate
-from cqia import sandbox
+from tests import sandbox
 from cqia.common.errors import CqiaError
 from cqia.common.params import load_yaml
 from cqia.ingest.executor import EXECUTOR_ENV

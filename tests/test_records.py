@@ -541,3 +541,20 @@ def test_the_lineage_splice_refuses_a_line_of_another_record_or_status():
     assert final_line(line, "t-0000000000000000", "released", DEDUP_PASS) is None
     assert final_line(line.replace(b'"accepted"', b'"rejected"', 1), out.id, "released", DEDUP_PASS) is None
     assert final_line(line.rstrip(b"\n"), out.id, "released", DEDUP_PASS) is None
+
+
+def test_the_parquet_schema_is_derived_from_the_record_schema():
+    import pyarrow as pa
+
+    from cqia.publish.card import parquet_schema
+
+    strings = pa.list_(pa.string())
+    assert parquet_schema(SCHEMA.schema) == pa.schema([
+        ("id", pa.string()), ("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
+        ("task_type", pa.struct([("major", strings), ("minor", strings)])), ("domain", strings),
+        ("metadata", pa.string()), ("answer_from", pa.string()), ("human_verified", pa.bool_()),
+        ("copyright", pa.string())])
+    extended = {"properties": {**SCHEMA.schema["properties"], "score": {"type": "number"},
+                               "tags": {"type": "array", "items": {"type": "integer"}}}}
+    assert parquet_schema(extended).field("score").type == pa.float64()
+    assert parquet_schema(extended).field("tags").type == pa.list_(pa.int64())

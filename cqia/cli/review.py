@@ -43,13 +43,13 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None,
         raise CqiaError(f"--sample is {sample}", where="--sample", fix="Give a positive number of records")
     cat = categories[category]
     cdir = root / STAGES_DIR / category
-    for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / "rejects.jsonl"):
+    for path in (cdir / reviewing.ACCEPTED, cdir / reviewing.ACCEPTED_LINEAGE, cdir / reviewing.REJECTS):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{category}'", where=str(path),
                             fix=f"Run `dvc repro category@{category}` first")
     _, decisions = reviewing.load_reviews(category, root / REVIEWS_DIR)
     dropped = reviewing.load_dedup_drops(category, root / DEDUP_DIR)
-    rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / "rejects.jsonl"),
+    rows = reviewing.pending_rows(reviewing.accepted_entries(cdir), read_jsonl(cdir / reviewing.REJECTS),
                                   set(decisions), dropped, reviewing.Rebuilder(cat, root / SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
     jsonl_path, csv_path = sheet_paths(out, category, root)

@@ -5,9 +5,9 @@ Importing great_expectations takes about 2 s, and every gated stage of a `dvc re
 run starts this server, and every gate run after it (the next stages, a concurrent
 `dvc repro`, the pytest-xdist workers) connects to it:
 
-    stage (GateProcess) --connect--> server (GX imported once) --fork--> child: _serve_fd(connection)
+    stage (GateProcess) --connect--> server (GX imported once) --fork--> child: gx_worker.serve(connection)
 
-The child serves the connection exactly as the per-stage helper does (`cqia.gates.gx._serve_fd`:
+The child serves the connection exactly as the per-stage helper does (`cqia.gates.gx_worker.serve`:
 the suite, then the chunks, then the result) and exits: each gate run is a process of its
 own, forked from the same server, and nothing passes from one gate run to the next.
 
@@ -38,13 +38,13 @@ from pathlib import Path
 from cqia.common.errors import CqiaError
 
 IDLE_DEFAULT_S = 120.0
-# The cqia modules a gate run executes: this one, cqia.gates.gx and what they import
+# The cqia modules a gate run executes: this one, cqia.gates.gx_worker and what they import
 # (tests/test_gx_server.py checks the list against a real server's sys.modules).
-SOURCES = ("__init__.py", "common/__init__.py", "common/errors.py", "gates/__init__.py", "gates/gx.py", "gates/gx_server.py")  # under cqia/
+SOURCES = ("__init__.py", "common/__init__.py", "common/errors.py", "gates/__init__.py", "gates/gx_server.py", "gates/gx_worker.py")  # under cqia/
 # What a gate run needs besides cqia: imported once by the server, not by each child.
 WARM_IMPORTS = ("great_expectations", "great_expectations.expectations.expectation_configuration",
                 "great_expectations.data_context.types.base", "pandas", "pyarrow", "pyarrow.ipc",
-                "multiprocessing.connection", "cqia.gates.gx")
+                "multiprocessing.connection", "cqia.gates.gx_worker")
 SOCKET_PATH_MAX = 107        # sun_path is 108 bytes with the final NUL
 BACKLOG = 64
 START_TIMEOUT_S = 60.0
@@ -365,10 +365,10 @@ class _Server:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _set_name(f"cqia-gx:{client}")
             conn.setblocking(True)
-            from cqia.gates.gx import _serve_fd
+            from cqia.gates.gx_worker import serve
 
-            _serve_fd(conn.detach())
-        except BaseException:  # noqa: BLE001 - _serve_fd reports GX's errors to the stage; this is the rest
+            serve(conn.detach())
+        except BaseException:  # noqa: BLE001 - serve reports GX's errors to the stage; this is the rest
             traceback.print_exc()
             code = 1
         finally:

@@ -9,6 +9,7 @@ reject drops the record with reason `review_rejected`.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -67,3 +68,12 @@ def load_decisions(lines: Iterable[bytes], where: str) -> dict[str, Decision]:
             decision = parse_decision(line, number, where)
             decisions[decision.id] = decision
     return decisions
+
+
+def read_decisions(path: Path) -> dict[str, Decision]:
+    """A category's review file; it must exist (empty: no decisions yet)."""
+    if not path.is_file():
+        raise CqiaError("review file not found", where=str(path),
+                        fix="Create it (an empty file means no decisions yet)")
+    with open(path, "rb") as handle:
+        return load_decisions(handle, str(path))

@@ -27,16 +27,30 @@ ALL = "all"                                  # the config of every record
 SPLIT = "train"
 
 
-def parquet_schema():
+def parquet_schema(schema: dict[str, Any], where: str = "schemas/record.schema.json"):
+    """The Arrow schema of `train.parquet`: one column per property of the record schema, in its order
+    (the same types `features` gives the dataset card, so `datasets` reads the file as the card says)."""
     import pyarrow as pa
 
-    strings = pa.list_(pa.string())
-    return pa.schema([
-        ("id", pa.string()), ("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
-        ("task_type", pa.struct([("major", strings), ("minor", strings)])), ("domain", strings),
-        ("metadata", pa.string()), ("answer_from", pa.string()), ("human_verified", pa.bool_()),
-        ("copyright", pa.string()),
-    ])
+    return pa.schema([(name, arrow_type(prop, f"{where}: /properties/{name}"))
+                      for name, prop in (schema.get("properties") or {}).items()])
+
+
+def arrow_type(prop: dict[str, Any], where: str):
+    """A JSON Schema property as an Arrow type: string, bool, int64, float64, list or struct."""
+    import pyarrow as pa
+
+    kind = _json_type(prop, where)
+    if kind == "array":
+        return pa.list_(arrow_type(prop.get("items") or {}, f"{where}/items"))
+    if kind == "object":
+        return pa.struct([(name, arrow_type(sub, f"{where}/properties/{name}"))
+                          for name, sub in (prop.get("properties") or {}).items()])
+    scalar = {"string": pa.string(), "boolean": pa.bool_(), "integer": pa.int64(), "number": pa.float64()}
+    if kind not in scalar:
+        raise CqiaError(f"type {kind!r} has no Arrow type", where=where,
+                        fix="Use string, boolean, integer, number, array or object")
+    return scalar[kind]
 
 
 # --------------------------------------------------------------------------- features, from the JSON Schema

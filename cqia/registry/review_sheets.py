@@ -39,6 +39,7 @@ import orjson
 
 from cqia.common.errors import CqiaError
 from cqia.common.fileio import dumps_canonical, dumps_line, read_jsonl
+from cqia.common.layout import ACCEPTED_FILE, ACCEPTED_LINEAGE_FILE, REJECTS_FILE
 from cqia.ingest.decisions import DECISIONS, Decision, load_decisions
 
 SHEET_COLUMNS = ("id", "decision", "note", "category", "status", "instruction", "input", "output",
@@ -49,8 +50,7 @@ REVIEWED_REASONS = ("review_pending", "review_rejected")
 QUIET_STEPS = ("parse", "schema", "gate")
 
 # The category stage's outputs the review tools read (dvc.yaml names them; data/stages/<category>/).
-ACCEPTED = "accepted.jsonl.zst"
-ACCEPTED_LINEAGE = "lineage.jsonl.zst"
+ACCEPTED, ACCEPTED_LINEAGE, REJECTS = ACCEPTED_FILE, ACCEPTED_LINEAGE_FILE, REJECTS_FILE
 
 
 # --- export --------------------------------------------------------------
@@ -328,7 +328,7 @@ def accepted_entries(stage_dir: Path) -> Iterator[dict[str, Any]]:
 
 def category_state(name: str, stages_dir: Path, reviews_dir: Path, dedup_dir: Path) -> CategoryState:
     cdir = stages_dir / name
-    accepted, rejects = cdir / ACCEPTED, cdir / "rejects.jsonl"
+    accepted, rejects = cdir / ACCEPTED, cdir / REJECTS
     for path in (accepted, rejects):
         if not path.is_file():
             raise CqiaError(f"no stage output for category '{name}'", where=str(path),

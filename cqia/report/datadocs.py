@@ -2,7 +2,7 @@
 
 A gate run is a category stage's suite (with its schema and accounting gates) or merge's release
 gate. Its page is rendered by GX's Data Docs renderer (`ValidationResultsPageRenderer`, then
-`DefaultJinjaPageView`) from the result the stage wrote to its metrics (`cqia.gates.gx.SuiteRun.result`),
+`DefaultJinjaPageView`) from the result the stage wrote to its metrics (`cqia.gates.gx_worker.SuiteRun.result`),
 so it is the page a GX user knows: Overview with the suite and status, the Statistics table, Info
 (GX version, run name, run time), then one section of table-level expectations and one per
 column, each expectation in GX's words with its status, observed value and failing count. One
@@ -285,7 +285,7 @@ def gate_page(gx: dict[str, Any], run_name: str, data_asset: str, *, notes: str 
               other_gates: Iterable[tuple[str, bool, str]] = (), context: Iterable[tuple[str, Any]] = ()) -> str:
     """GX's Data Docs page of one gate run, offline (see `offline`).
 
-    `gx` is what `cqia.gates.gx.SuiteRun.result()` returned (as the stage wrote it); `run_name` names the
+    `gx` is what `cqia.gates.gx_worker.SuiteRun.result()` returned (as the stage wrote it); `run_name` names the
     gate run (`category@zhihu`); `other_gates` are (name, success, detail) and `context` (label,
     value) rows of the "Gate run" section, which follows GX's Overview.
     """
