@@ -363,3 +363,24 @@ def test_round_trip_then_dvc_repro_releases_the_record_as_human_verified(repo):
     assert {"step": "review", "decision": "accept", "reviewer": "li.na"}.items() <= next(
         s for s in lineage[accepted_id]["steps"] if s["step"] == "review").items()
     assert (lineage[rejected_id]["reason"], lineage[rejected_id]["detail"]) == ("review_rejected", "答非所问")
+
+
+def test_export_keeps_a_sheet_with_decisions_not_imported_yet(workdir: Path):
+    cqia("review", "export", "human_value")
+    fill(workdir, {1: ("accept", "")})
+    before = (workdir / "out/review/human_value.csv").read_bytes()
+    result = cqia("review", "export", "human_value")
+    assert result.exit_code == 1
+    assert result.output == ("error: out/review/human_value.csv: the review sheet has 1 filled-in row (decision or "
+                             "note) not imported yet. Import it first (`cqia review import out/review/human_value.csv "
+                             "--reviewer NAME`), write elsewhere (--out), or overwrite it (--force)\n")
+    assert (workdir / "out/review/human_value.csv").read_bytes() == before
+    # once imported, exporting again is safe: the decided record is no longer pending
+    assert cqia("review", "import", "out/review/human_value.csv", "--reviewer", "li.na").exit_code == 0
+    again = cqia("review", "export", "human_value", "--json")
+    assert again.exit_code == 0 and orjson.loads(again.output)["written"] == 2
+    # an untouched sheet is simply replaced, and --force replaces a filled-in one
+    assert cqia("review", "export", "human_value").exit_code == 0
+    fill(workdir, {0: ("", "再看看")})
+    assert cqia("review", "export", "human_value").exit_code == 1
+    assert cqia("review", "export", "human_value", "--force").exit_code == 0

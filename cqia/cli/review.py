@@ -30,8 +30,27 @@ def sheet_paths(out: Path | None, category: str, root: Path = Path(".")) -> tupl
     return stem.with_name(stem.name + ".jsonl"), stem.with_name(stem.name + ".csv")
 
 
-def export_sheet(category: str, sample: int | None, seed: int, out: Path | None, root: Path = Path(".")) -> dict:
-    """Write the review sheet of `category` (registry at `root`) to `out` (relative to the working directory)."""
+def unimported(paths: tuple[Path, ...], recorded: set[str]) -> tuple[Path, int] | None:
+    """The first existing sheet among `paths` that holds decisions not yet in data/reviews/, and how many."""
+    from cqia.registry import review_sheets as reviewing
+
+    for path in paths:
+        if path.is_file():
+            try:
+                rows = reviewing.read_sheet(path)
+            except CqiaError:
+                return path, -1              # cannot tell what it holds: keep it
+            waiting = sum(1 for row in rows if (row.decision or row.note.strip()) and row.id not in recorded)
+            if waiting:
+                return path, waiting
+    return None
+
+
+def export_sheet(category: str, sample: int | None, seed: int, out: Path | None, root: Path = Path("."),
+                 force: bool = False) -> dict:
+    """Write the review sheet of `category` (registry at `root`) to `out` (relative to the working directory).
+
+    A sheet already there that holds decisions or notes not imported yet is kept (an error) unless `force`."""
     from cqia.common.fileio import Staging, read_jsonl
     from cqia.registry import review_sheets as reviewing
 
@@ -53,6 +72,14 @@ def export_sheet(category: str, sample: int | None, seed: int, out: Path | None,
                                   set(decisions), dropped, reviewing.Rebuilder(cat, root / SCHEMA), cat.raw)
     chosen = reviewing.sample_rows(rows, sample, seed)
     jsonl_path, csv_path = sheet_paths(out, category, root)
+    held = None if force else unimported((csv_path, jsonl_path), set(decisions))
+    if held:
+        path, waiting = held
+        what = "cannot be read, so it may hold decisions" if waiting < 0 else \
+            f"has {counted(waiting, 'filled-in row')} (decision or note) not imported yet"
+        raise CqiaError(f"the review sheet {what}", where=path.as_posix(),
+                        fix=f"Import it first (`cqia review import {path.as_posix()} --reviewer NAME`), "
+                            f"write elsewhere (--out), or overwrite it (--force)")
     if chosen:
         with Staging() as staging:
             reviewing.write_sheet(chosen, jsonl_path, csv_path, staging)
@@ -118,18 +145,22 @@ def register(cli: click.Group) -> None:
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Sheet path without suffix; writes OUT.jsonl and OUT.csv [default: out/review/CATEGORY].")
+    @click.option("--force", is_flag=True,
+                  help="Overwrite a sheet that holds decisions or notes not imported yet (they are lost).")
     @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-    def export_cmd(category: str, sample: int | None, seed: int, out: Path | None, as_json: bool) -> None:
+    def export_cmd(category: str, sample: int | None, seed: int, out: Path | None, force: bool,
+                   as_json: bool) -> None:
         """Write a review sheet of CATEGORY's pending records, as JSON Lines and CSV.
 
         Each row: id, decision and note (for the reviewer to fill in), the record's fields as
         they would be released, its source (raw file and line) and hints (which steps changed it).
+        A sheet already there with decisions not imported yet is kept: import it first, or --force.
 
         \b
         Example:
             cqia review export human_value --sample 20 --out out/review/hv-batch1
         """
-        result = export_sheet(category, sample, seed, out, registry_root())
+        result = export_sheet(category, sample, seed, out, registry_root(), force)
         if as_json:
             click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return
