@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         # a category's decisions are written as they are made: never the whole release's at once
         for (name, decisions), lo, hi in zip(iter_decisions(release, near if near.enabled else None),
                                              release.offsets[:-1].tolist(), release.offsets[1:].tolist()):
-            with open(tmp / f"{name}.jsonl", "wb") as out:
+            with staging.create(tmp / f"{name}.jsonl") as out:
                 for decision in decisions:
                     if not schema.is_valid(decision):
                         raise GateFailed(f"decision for {decision.get('id')} fails the schema "

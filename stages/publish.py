@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     with Staging() as staging:
         out, lin = staging.directory(out_dir), staging.directory(lineage_dir)
         with open_read(args.accepted) as records_in, open_read(args.accepted_lineage) as lineage_in, \
-                open(out / RECORDS_FILE, "wb") as records_handle, open(lin / LINEAGE_FILE, "wb") as lineage_handle, \
-                pq.ParquetWriter(out / PARQUET_FILE, pschema) as parquet:
+                staging.create(out / RECORDS_FILE) as records_handle, staging.create(lin / LINEAGE_FILE) as lineage_handle, \
+                staging.create(out / PARQUET_FILE) as parquet_handle, pq.ParquetWriter(parquet_handle, pschema) as parquet:
             records_out, lineage_hashed = HashingWriter(records_handle), HashingWriter(lineage_handle)
             lineage_out = LineageWriter(lineage_hashed)
             batch: list[bytes] = []
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         result = gate.result()
         if not result["success"]:
             raise GateFailed(failure_report(result, f"category {name} ({args.suite})"))
-        lineage_out.write_index(lin / INDEX_FILE, index)
+        with staging.create(lin / INDEX_FILE) as index_handle:
+            lineage_out.write_index(index_handle, index)
         accounting = check_accounting("accepted", cmetrics["accepted"], {"released": released, "duplicates": sum(dropped.values())},
                          where=f"category {name}")
         rejected = Counter(cmetrics["rejected_by_reason"]) + dropped

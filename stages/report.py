@@ -56,14 +56,14 @@ def suite_notes(suites: Path, name: str) -> str:
     return str((orjson.loads(path.read_bytes()).get("meta") or {}).get("notes", ""))
 
 
-def write_gate_page(docs: Path, href: str, gx: dict[str, Any], run_name: str, data_asset: str, suites: Path,
+def write_gate_page(staging: Staging, docs: Path, href: str, gx: dict[str, Any], run_name: str, data_asset: str, suites: Path,
                     suite: str, datadocs: str, **gates: Any) -> dict[str, Any]:
     """Write the GX page of one gate run (its suite linked relative to where the page ends up);
     return its row of the index."""
     suite_file = suites / f"{suite}.json"
     suite_href = os.path.relpath(suite_file, datadocs) if suite_file.is_file() else ""
     html = gate_page(gx, run_name, data_asset, notes=suite_notes(suites, suite), suite_href=suite_href, **gates)
-    (docs / href).write_text(html, encoding="utf-8")
+    staging.write(docs / href, html.encode())
     expectations = gx.get("expectations", [])
     return {"href": href, "name": run_name, "suite": gx.get("suite", ""), "rows": gx.get("rows", 0),
             "success": bool(gx.get("success")), "evaluated": len(expectations),
@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         for s, per in [*((s, reasons[s.name]) for s in stats), (total, all_reasons)]:
             for name, rows in s.plot_rows(per).items():
                 (plots / name).mkdir(exist_ok=True)
-                (plots / name / f"{s.name}.csv").write_bytes(csv_bytes(PLOTS[name].columns, rows))
+                staging.write(plots / name / f"{s.name}.csv", csv_bytes(PLOTS[name].columns, rows))
                 by_plot[name][s.name] = rows
         charts = []
         for name, rows in by_plot.items():
-            (plots / f"{name}.svg").write_text(chart_svg(chart_spec(name, rows)), encoding="utf-8")
+            staging.write(plots / f"{name}.svg", chart_svg(chart_spec(name, rows)).encode())
             charts.append({"href": os.path.relpath(Path(args.plots) / f"{name}.svg", args.datadocs),
                            "title": PLOTS[name].title})
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             files = ", ".join(f"{f} (md5 {info['md5']}, {info['records']} records)"
                               for f, info in cmetrics["files"].items())
             pages.append(write_gate_page(
-                docs, f"category-{cat.name}.html", gates["great_expectations"], f"category@{cat.name}",
+                staging, docs, f"category-{cat.name}.html", gates["great_expectations"], f"category@{cat.name}",
                 f"{cat.name} (accepted records)", suites, cat.suite, args.datadocs,
                 other_gates=[("JSON Schema", True, f"schema version {schema_version}: "
                                                    f"{gates['schema']['rejected']} records rejected as schema_invalid"),
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 context=[("stage", f"category@{cat.name}"), ("raw files", files)]))
         dedup = read_json(Path(args.dedup_metrics), "Run `dvc repro dedup` first")
         pages.append(write_gate_page(
-            docs, "dedup.html", dedup["gates"]["great_expectations"], "dedup", "dedup decisions", suites,
+            staging, docs, "dedup.html", dedup["gates"]["great_expectations"], "dedup", "dedup decisions", suites,
             "dedup", args.datadocs,
             other_gates=[("JSON Schema", bool(dedup["gates"]["schema"]["success"]),
                           f"{dedup['gates']['schema']['decisions']} decisions checked against dedup.schema.json")],
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             part = parts[cat.name]
             acc = part["gates"]["accounting"]
             pages.append(write_gate_page(
-                docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",
+                staging, docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",
                 f"{cat.name} (lineage index)", suites, "publish", args.datadocs,
                 other_gates=[("JSON Schema", bool(part["gates"]["schema"]["success"]),
                               f"{part['gates']['schema']['released_checked']} released records checked again"),
@@ -155,13 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                 context=[("stage", f"publish@{cat.name}"), ("raw records", part["raw"])]))
         gx = release_metrics["gates"]["great_expectations"]
         pages.append(write_gate_page(
-            docs, "release.html", gx, "merge", f"release {version}", suites, gx.get("suite") or "release",
+            staging, docs, "release.html", gx, "merge", f"release {version}", suites, gx.get("suite") or "release",
             args.datadocs,
             other_gates=[("accounting", bool(release_metrics["gates"]["accounting"]["success"]),
                           "raw = released + rejected, per category; released ids = the summaries' counts")],
             context=[("stage", "merge"), ("released records", release_metrics["released"])]))
-        (docs / "index.html").write_text(index_page(f"Gate runs of release {version}", pages, charts),
-                                         encoding="utf-8")
+        staging.write(docs / "index.html", index_page(f"Gate runs of release {version}", pages, charts).encode())
     return 0
 
 
