@@ -245,3 +245,15 @@ def test_a_full_disk_no_writer_of_ours_met_is_one_line_naming_its_file(release, 
     assert (result.exit_code, result.output) == (1, (
         "error: params.yaml: no space left on device (512 B free of 2.0 GiB on /data). "
         "Free space on /data and rerun `cqia summary`\n"))
+
+
+def test_cqia_release_passes_on_the_stage_line_of_a_full_disk():
+    # `cqia release` builds with `dvc repro` and quotes the failing stage's one line (cqia/registry/releases.py)
+    from cqia.registry.releases import gate_failure
+
+    line = message("data/stages/zhihu/keys.parquet")
+    output = ["Running stage 'category@zhihu':", "> python -m stages.category --category zhihu ...",
+              f"error: {line}",
+              "ERROR: failed to reproduce 'category@zhihu': failed to run: python -m stages.category ..., "
+              "exited with 1"]
+    assert gate_failure(output) == f"stage category@zhihu: {line}"
