@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     release = read_keys(categories, [stages_dir / cat.name / KEYS_FILE for cat in categories], near)
     with Staging() as staging:
         out = staging.directory(out_dir)
-        rows, counts = decide(release, near, schema, lambda name: open(out / f"{name}.jsonl", "wb"))
+        rows, counts = decide(release, near, schema, lambda name: staging.create(out / f"{name}.jsonl"))
         del release
         metrics = finish(gate, rows, counts, near, args.suite)
         with staging.open(args.metrics) as handle:

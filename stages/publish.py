@@ -52,15 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     with Staging() as staging:
         out, lin = staging.directory(out_dir), staging.directory(lineage_dir)
         with open_read(args.accepted) as records_in, open_read(args.accepted_lineage) as lineage_in, \
-                open(out / RECORDS_FILE, "wb") as records_handle, open(lin / LINEAGE_FILE, "wb") as lineage_handle, \
-                pq.ParquetWriter(out / PARQUET_FILE, pub.pschema) as parquet:
+                staging.create(out / RECORDS_FILE) as records_handle, \
+                staging.create(lin / LINEAGE_FILE) as lineage_handle, \
+                staging.create(out / PARQUET_FILE) as parquet_handle, pq.ParquetWriter(parquet_handle, pub.pschema) as parquet:
             records_out, lineage_hashed = HashingWriter(records_handle), HashingWriter(lineage_handle)
             lineage_out = LineageWriter(lineage_hashed)
             pub.run(records_in, lineage_in, read_jsonl(args.rejects), records_out, lineage_out, parquet,
                     where=args.accepted_lineage)
         index = lineage_out.index_table()
         gates = pub.check(index, gate, args.suite, args.dedup)
-        lineage_out.write_index(lin / INDEX_FILE, index)
+        with staging.create(lin / INDEX_FILE) as index_handle:
+            lineage_out.write_index(index_handle, index)
         hashed = {out / RECORDS_FILE: records_out, lin / LINEAGE_FILE: lineage_hashed}   # hashed while written
         files = {f"{name}/{path.name}" if path.parent == out else lineage_path(name, path.name):
                  {"sha256": hashed[path].sha256(), "bytes": hashed[path].size} if path in hashed

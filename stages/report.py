@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     with Staging() as staging:
         with staging.open(args.metrics) as out:
             out.write(dumps_pretty(report.metrics()))
-        report.write_plots(staging.directory(args.plots))
+        report.write_plots(staging.write, staging.directory(args.plots))
         stage_metrics = {cat.name: read_json(Path(args.stages_dir) / cat.name / STAGE_METRICS_FILE,
                                              f"Run `dvc repro category@{cat.name}` first") for cat in categories}
         dedup = read_json(Path(args.dedup_metrics), "Run `dvc repro dedup` first")
-        report.write_datadocs(staging.directory(args.datadocs), args.datadocs, args.plots, Path(args.suites),
+        report.write_datadocs(staging.write, staging.directory(args.datadocs), args.datadocs, args.plots, Path(args.suites),
                               RecordSchema.from_file(args.schema).version, stage_metrics, dedup)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 import time
@@ -195,3 +196,15 @@ def mid_write(directory: Path, proc: subprocess.Popen, timeout: float = 120) -> 
             return staged
         time.sleep(0.005)
     raise AssertionError(f"the stage never was mid-write (exit {proc.poll()})")
+
+
+def more_zhihu_records(repo, count: int) -> int:
+    """Append `count` generated records to the zhihu sample (a stage that runs long enough to be caught
+    mid-write); return how many raw records the category then has."""
+    path = repo.file("data/raw/zhihu/train.jsonl")
+    record = json.loads(path.read_bytes().splitlines()[0])
+    lines = [json.dumps(dict(record, instruction=f"第{i}个问题：{record['instruction']}",
+                             output=f"第{i}种回答。{record['output']}"), ensure_ascii=False) for i in range(count)]
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return len(path.read_bytes().splitlines())

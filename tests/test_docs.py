@@ -44,3 +44,22 @@ def test_the_readme_tree_names_every_package_of_cqia():
 
 def test_the_readme_stays_a_door():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 320
+
+
+def test_every_row_of_the_faults_table_names_a_test_that_exists():
+    text = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    rows = [line for line in text[text.index("## Faults"):].splitlines() if line.startswith("| ") and "---" not in line]
+    missing = []
+    for row in rows[1:]:                                   # rows[0]: the header
+        tests, last = [], None
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row.rsplit(" | ", 1)[-1]):
+            last = path or last
+            if last:
+                tests.append((last, name))
+        if not tests:
+            missing.append(f"no test: {row[:60]}")
+        for path, name in tests:
+            source = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).is_file() else ""
+            if not source or (name and f"def {name}(" not in source):
+                missing.append(f"{path}::{name}")
+    assert len(rows) > 5 and not missing

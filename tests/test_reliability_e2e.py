@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, mid_write, release_lineage
+from conftest import BIN, mid_write, more_zhihu_records, release_lineage
 from cqia.common.fileio import read_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -17,21 +17,9 @@ def staged(directory):
     return sorted(p for p in directory.glob(".*.tmp"))
 
 
-def more_zhihu_records(repo, count: int) -> int:
-    """Append `count` generated records to the zhihu sample (a stage that runs long enough to be caught
-    mid-write); return how many raw records the category then has."""
-    path = repo.file("data/raw/zhihu/train.jsonl")
-    record = json.loads(path.read_bytes().splitlines()[0])
-    lines = [json.dumps(dict(record, instruction=f"第{i}个问题：{record['instruction']}",
-                             output=f"第{i}种回答。{record['output']}"), ensure_ascii=False) for i in range(count)]
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return len(path.read_bytes().splitlines())
-
-
 def test_sigkill_mid_write_leaves_no_partial_output_and_the_next_repro_recovers(repo):
     out = repo.file("data/stages/zhihu")
-    raw = more_zhihu_records(repo, 20_000)
+    raw = more_zhihu_records(repo, 6_000)
     proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=repo.path, env=repo.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.common.errors import CqiaError
+from cqia.common.errors import CqiaError, DiskFull, disk_full
 from cqia.common.layout import RELEASE_DIR, RELEASE_METRICS
 from cqia.common.text import counted
 
@@ -20,8 +20,8 @@ COMMAND_LINE = "cqia.command_line"
 
 
 class Group(click.Group):
-    """The `cqia` group: a CqiaError from any command is one line on stderr and exit 1; when the
-    command was given --json, that line is a JSON object: {"error", "where", "fix"}."""
+    """The `cqia` group: a CqiaError from any command, or a full disk, is one line on stderr and exit 1;
+    when the command was given --json, that line is a JSON object: {"error", "where", "fix"}."""
 
     def parse_args(self, ctx, args):
         ctx.meta.setdefault(COMMAND_LINE, list(args))  # meta is shared with the subcommands' contexts
@@ -30,12 +30,30 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except CqiaError as exc:
+        except (CqiaError, OSError) as exc:
+            if (full := disk_full(exc)) is not None:
+                exc = rerun(full, ctx)
+            elif not isinstance(exc, CqiaError):
+                raise
             if wants_json(ctx.meta.get(COMMAND_LINE, [])):
                 click.echo(orjson.dumps({"error": exc.bare, "where": exc.where, "fix": exc.fix}).decode(), err=True)
             else:
                 click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+
+
+def rerun(full: DiskFull, ctx: click.Context) -> DiskFull:
+    """A full disk's error, its fix naming this command line (and --out, where the command has it)."""
+    import shlex
+
+    args = ctx.meta.get(COMMAND_LINE, [])
+    command = ctx.command
+    for word in args:   # the subcommand given (`review export`): does it take --out?
+        if isinstance(command, click.Group) and word in command.commands:
+            command = command.commands[word]
+    has_out = any("--out" in p.opts for p in command.params if isinstance(p, click.Option))
+    elsewhere = " (or pass --out a directory on another filesystem)" if has_out else ""
+    return full.rerun(shlex.join(["cqia", *args]), elsewhere)
 
 
 def wants_json(args: list[str]) -> bool:

@@ -225,6 +225,9 @@ def verify(rev: str | None, as_json: bool) -> None:
             click.echo(line)
     if problems:
         files = rel.mismatched_files(problems)
+        from cqia.registry.cache_objects import damage_error, damaged_objects   # issue 18 item 4: name the object
+        if damaged := damaged_objects(root, release_dir, state.outs, files):
+            raise damage_error(damaged)
         count = counted(len(files), "file") if files else "the directory"
         fix = (rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
                if not rev else

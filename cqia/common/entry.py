@@ -6,14 +6,18 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from cqia.common.errors import CqiaError
+from cqia.common.errors import CqiaError, disk_full
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Run a stage's main; a CqiaError is one line on stderr and exit 1, never a traceback."""
+    """Run a stage's main; a CqiaError, or a full disk, is one line on stderr and exit 1, never a traceback."""
     try:
         code = main()
-    except CqiaError as exc:
+    except (CqiaError, OSError) as exc:
+        if (full := disk_full(exc)) is not None:   # the first file that found the disk full, and `dvc repro`
+            exc = full.rerun("dvc repro")
+        elif not isinstance(exc, CqiaError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from cqia.common.errors import CqiaError
+from cqia.common.errors import CqiaError, DiskFull, no_space
 
 JSONL_OPTS = orjson.OPT_APPEND_NEWLINE
 # A JSON Lines file with nothing in it (no review decisions, no dedup decisions): one blank line,
@@ -81,16 +81,69 @@ class _Lines:
 
 
 @contextmanager
-def open_write(path: str | Path, zstd: bool | None = None) -> Iterator[Any]:
-    """A binary file for writing, compressed if `zstd` (default: if its name ends in `.zst`)."""
-    if not (compressed(path) if zstd is None else zstd):
-        with open(path, "wb") as handle:
-            yield handle
-        return
+def open_write(path: str | Path, zstd: bool | None = None, shown: str | Path | None = None) -> Iterator[Any]:
+    """A binary file for writing, compressed if `zstd` (default: if its name ends in `.zst`).
+
+    A full disk (ENOSPC, EDQUOT) while writing, flushing or closing it is a `DiskFull` naming `shown`
+    (default: `path`), raised where it happens: the file that failed is the one named.
+    """
+    shown = str(path if shown is None else shown)
+    with _no_space_names(shown):
+        raw = _raw_file(path, compressed(path) if zstd is None else zstd)
+    with io.BufferedWriter(_Guarded(raw, shown), BUFFER) as handle:
+        yield handle
+
+
+def _raw_file(path: str | Path, zstd: bool) -> Any:
+    """The unbuffered file under a writer (tests replace it with one that fills up at a chosen byte)."""
+    if not zstd:
+        return io.FileIO(path, "wb")
     import pyarrow as pa
 
-    with io.BufferedWriter(pa.output_stream(str(path), compression="zstd"), BUFFER) as handle:
-        yield handle
+    return pa.output_stream(str(path), compression="zstd")
+
+
+@contextmanager
+def _no_space_names(shown: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if code := no_space(exc):
+            raise DiskFull(shown, code=code) from exc
+        raise
+
+
+class _Guarded(io.RawIOBase):
+    """The raw file under a writer's buffer; a full disk here is a DiskFull naming the file.
+
+    The buffer above calls it once per megabyte, so the check costs nothing per record. pyarrow,
+    writing Parquet to a Python file, raises the Python exception its write raised: DiskFull too.
+    """
+
+    def __init__(self, raw: Any, shown: str):
+        super().__init__()
+        self._raw, self._shown = raw, shown
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        with _no_space_names(self._shown):
+            return self._raw.write(data)
+
+    def flush(self) -> None:
+        if not self._raw.closed:
+            with _no_space_names(self._shown):
+                self._raw.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            with _no_space_names(self._shown):
+                self._raw.close()      # a compressed stream writes its last frame here
+        finally:
+            super().close()
 
 
 def read_jsonl(path: str | Path) -> Iterator[Any]:
@@ -153,24 +206,47 @@ class Staging:
 
     def path(self, target: str | Path) -> Path:
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with _no_space_names(str(target)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         self._staged.append((Path(tmp), target))
         return Path(tmp)
 
     def directory(self, target: str | Path) -> Path:
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        with _no_space_names(str(target)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         self._staged.append((tmp, target))
         return tmp
 
     @contextmanager
     def open(self, target: str | Path) -> Iterator[Any]:
         """The staged file of `target`, open for writing (compressed if `target` ends in `.zst`)."""
-        with open_write(self.path(target), zstd=compressed(target)) as handle:
+        with open_write(self.path(target), zstd=compressed(target), shown=target) as handle:
             yield handle
+
+    @contextmanager
+    def create(self, path: str | Path) -> Iterator[Any]:
+        """A file inside a staged directory (`directory()`), open for writing; errors name its final path."""
+        with open_write(path, zstd=False, shown=self.final(path)) as handle:
+            yield handle
+
+    def write(self, path: str | Path, data: bytes) -> None:
+        """`create` a file inside a staged directory with `data` in it."""
+        with self.create(path) as handle:
+            handle.write(data)
+
+    def final(self, path: str | Path) -> Path:
+        """Where a staged file (or a file inside a staged directory) will be once committed."""
+        path = Path(path)
+        for tmp, target in self._staged:
+            if path == tmp:
+                return target
+            if path.is_relative_to(tmp):
+                return target / path.relative_to(tmp)
+        return path
 
     def commit(self) -> None:
         for tmp, target in self._staged:
@@ -203,5 +279,12 @@ class Staging:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.discard()
+            return
+        code = no_space(exc) if not isinstance(exc, DiskFull) else None
+        if code:   # a writer that is not ours (a library writing to a path): name the output it wrote
+            shown = self.final(exc.filename) if isinstance(exc.filename, str) else \
+                (self._staged[-1][1] if self._staged else Path.cwd())
+            error = DiskFull(str(shown), code=code)
+        self.discard()
+        if code:
+            raise error from exc

@@ -11,7 +11,7 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 
@@ -19,6 +19,8 @@ from cqia.common.params import Category
 from cqia.publish.stats import ALL, PLOTS, CategoryStats
 from cqia.report.charts import chart_spec, chart_svg
 from cqia.report.datadocs import gate_page, index_page
+
+Writer = Callable[[Path, bytes], None]     # writes a whole file (Staging.write: a full disk names the file)
 
 
 def csv_bytes(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
@@ -36,14 +38,14 @@ def suite_notes(suites: Path, name: str) -> str:
     return str((orjson.loads(path.read_bytes()).get("meta") or {}).get("notes", ""))
 
 
-def write_gate_page(docs: Path, href: str, gx: dict[str, Any], run_name: str, data_asset: str, suites: Path,
+def write_gate_page(write: Writer, docs: Path, href: str, gx: dict[str, Any], run_name: str, data_asset: str, suites: Path,
                     suite: str, datadocs: str, **gates: Any) -> dict[str, Any]:
     """Write the GX page of one gate run (its suite linked relative to where the page ends up);
     return its row of the index."""
     suite_file = suites / f"{suite}.json"
     suite_href = os.path.relpath(suite_file, datadocs) if suite_file.is_file() else ""
     html = gate_page(gx, run_name, data_asset, notes=suite_notes(suites, suite), suite_href=suite_href, **gates)
-    (docs / href).write_text(html, encoding="utf-8")
+    write(docs / href, html.encode("utf-8"))
     expectations = gx.get("expectations", [])
     return {"href": href, "name": run_name, "suite": gx.get("suite", ""), "rows": gx.get("rows", 0),
             "success": bool(gx.get("success")), "evaluated": len(expectations),
@@ -71,19 +73,19 @@ class Report:
                 "categories": {s.name: s.metrics(self.reasons[s.name]) for s in self.stats},
                 ALL: self.total.metrics(self.all_reasons)}
 
-    def write_plots(self, plots: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    def write_plots(self, write: Writer, plots: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """One CSV per plot and category (and ALL) under `plots`, and one SVG chart per plot."""
         by_plot: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in PLOTS}
         for s, per in [*((s, self.reasons[s.name]) for s in self.stats), (self.total, self.all_reasons)]:
             for name, rows in s.plot_rows(per).items():
                 (plots / name).mkdir(exist_ok=True)
-                (plots / name / f"{s.name}.csv").write_bytes(csv_bytes(PLOTS[name].columns, rows))
+                write(plots / name / f"{s.name}.csv", csv_bytes(PLOTS[name].columns, rows))
                 by_plot[name][s.name] = rows
         for name, rows in by_plot.items():
-            (plots / f"{name}.svg").write_text(chart_svg(chart_spec(name, rows)), encoding="utf-8")
+            write(plots / f"{name}.svg", chart_svg(chart_spec(name, rows)).encode("utf-8"))
         return by_plot
 
-    def write_datadocs(self, docs: Path, datadocs: str, plots: str, suites: Path, schema_version: str,
+    def write_datadocs(self, write: Writer, docs: Path, datadocs: str, plots: str, suites: Path, schema_version: str,
                        stage_metrics: dict[str, dict[str, Any]], dedup: dict[str, Any]) -> None:
         """A page per gate run under `docs` and index.html; `datadocs` and `plots` are where the pages
         and the charts end up (the links between them are relative)."""
@@ -97,7 +99,7 @@ class Report:
             files = ", ".join(f"{f} (md5 {info['md5']}, {info['records']} records)"
                               for f, info in cmetrics["files"].items())
             pages.append(write_gate_page(
-                docs, f"category-{cat.name}.html", gates["great_expectations"], f"category@{cat.name}",
+                write, docs, f"category-{cat.name}.html", gates["great_expectations"], f"category@{cat.name}",
                 f"{cat.name} (accepted records)", suites, cat.suite, datadocs,
                 other_gates=[("JSON Schema", True, f"schema version {schema_version}: "
                                                    f"{gates['schema']['rejected']} records rejected as schema_invalid"),
@@ -105,7 +107,7 @@ class Report:
                               f"raw {acc['raw']} = accepted {acc['accepted']} + rejected {acc['rejected']}")],
                 context=[("stage", f"category@{cat.name}"), ("raw files", files)]))
         pages.append(write_gate_page(
-            docs, "dedup.html", dedup["gates"]["great_expectations"], "dedup", "dedup decisions", suites,
+            write, docs, "dedup.html", dedup["gates"]["great_expectations"], "dedup", "dedup decisions", suites,
             "dedup", datadocs,
             other_gates=[("JSON Schema", bool(dedup["gates"]["schema"]["success"]),
                           f"{dedup['gates']['schema']['decisions']} decisions checked against dedup.schema.json")],
@@ -115,7 +117,7 @@ class Report:
             part = self.parts[cat.name]
             acc = part["gates"]["accounting"]
             pages.append(write_gate_page(
-                docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",
+                write, docs, f"publish-{cat.name}.html", part["gates"]["great_expectations"], f"publish@{cat.name}",
                 f"{cat.name} (lineage index)", suites, "publish", datadocs,
                 other_gates=[("JSON Schema", bool(part["gates"]["schema"]["success"]),
                               f"{part['gates']['schema']['released_checked']} released records checked again"),
@@ -125,10 +127,9 @@ class Report:
         release = self.release_metrics
         gx = release["gates"]["great_expectations"]
         pages.append(write_gate_page(
-            docs, "release.html", gx, "merge", f"release {self.version}", suites, gx.get("suite") or "release",
+            write, docs, "release.html", gx, "merge", f"release {self.version}", suites, gx.get("suite") or "release",
             datadocs,
             other_gates=[("accounting", bool(release["gates"]["accounting"]["success"]),
                           "raw = released + rejected, per category; released ids = the summaries' counts")],
             context=[("stage", "merge"), ("released records", release["released"])]))
-        (docs / "index.html").write_text(index_page(f"Gate runs of release {self.version}", pages, charts),
-                                         encoding="utf-8")
+        write(docs / "index.html", index_page(f"Gate runs of release {self.version}", pages, charts).encode("utf-8"))
