@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     import cqia
     from cqia.common.params import load_yaml
     from cqia.ingest.config import load_checked_category
-    from cqia.ingest.normalize import normalize_text, rule_chain
     from cqia.ingest.judge import Processor  # noqa: F401  (the stage's imports, warmed up)
+    from cqia.ingest.normalize import normalize_text, rule_chain
     from cqia.ingest.rules import RuleSet
 
     category = load_checked_category(load_yaml(args.params), args.category, str(args.params))

@@ -149,8 +149,8 @@ def show(result: dict[str, Any]) -> None:
 def run(records: int, runs: int, cpus: int, out: Path) -> dict[str, Any]:
     import subprocess
 
-    from tests import sandbox
     from cqia.gates import gx_server
+    from tests import sandbox
 
     work = out / f"ray-{records}"
     work.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests import sandbox  # noqa: E402
 from bench.generate import CategorySpec, append_records, generate, plan  # noqa: E402
+from tests import sandbox  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 BIN = Path(sys.executable).parent

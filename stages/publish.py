@@ -27,8 +27,7 @@ from pathlib import Path
 
 from cqia.common.entry import arguments, run, sweep
 from cqia.common.fileio import HashingWriter, Staging, dumps_pretty, file_digest, open_read, read_json, read_jsonl
-from cqia.common.lineage import (INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter,
-                                 lineage_path)
+from cqia.common.lineage import INDEX_FILE, LINEAGE_FILE, PARQUET_FILE, RECORDS_FILE, LineageWriter, lineage_path
 from cqia.gates.schema import RecordSchema
 from cqia.publish.card import parquet_schema
 from cqia.publish.core import Publication, load_decisions
@@ -41,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir, lineage_dir, name = Path(args.out), Path(args.lineage), args.category
     sweep(out_dir, lineage_dir, args.summary)
     cmetrics = read_json(Path(args.category_metrics), f"Run `dvc repro category@{name}` first")
-    from cqia.gates.gx import GateProcess, load_suite
     import pyarrow.parquet as pq
+
+    from cqia.gates.gx import GateProcess, load_suite
 
     gate = GateProcess(load_suite(args.suite), [{"type": "expect_table_row_count_to_equal",
                                                  "kwargs": {"value": cmetrics["raw"]}}])

@@ -6,14 +6,14 @@ import functools
 import json
 import shutil
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests import sandbox
 from cqia.common.lineage import SCHEMA_FILE
+from tests import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

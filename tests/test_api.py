@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 import cqia
+from conftest import make_repo, release_records_bytes, remove_outputs
 from cqia.common.errors import CqiaError
 from cqia.registry.export import to_sharegpt
-from conftest import make_repo, release_records_bytes, remove_outputs
 
 pytestmark = pytest.mark.e2e
 

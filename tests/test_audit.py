@@ -4,14 +4,15 @@ drives them on tagged releases with the real git and dvc.)"""
 
 import orjson
 import pytest
+from test_records import ENTRY, run
+from test_records import poison_line as poison
 
-from cqia.cli.audit import _step_line
-from cqia.ingest.judge import make_id
-from cqia.ingest.decisions import load_decisions
-from cqia.registry.audit import readable_steps
 from conftest import as_registry
+from cqia.cli.audit import _step_line
+from cqia.ingest.decisions import load_decisions
+from cqia.ingest.judge import make_id
 from cqia.publish.core import dedup_step
-from test_records import ENTRY, poison_line as poison, run
+from cqia.registry.audit import readable_steps
 
 POISON = dict(ENTRY, rules={"min_chars": {"output": 2}, "pii": {"email": "mask", "phone": "mask"}})
 FULL = {"instruction": "新手如何开始学习编程？", "input": "", "output": "先选一门语言，每天写一点代码。",
@@ -156,8 +157,8 @@ def test_the_search_stops_at_another_git_repository(tmp_path, monkeypatch):
 def stub_releases(monkeypatch, unreadable, holds=()):
     """audit.Release replaced: tags in `unreadable` raise ReleaseUnavailable, the others hold the ids
     in `holds` (released); the workspace has no release built."""
-    from cqia.registry import audit
     from cqia.common.errors import CqiaError, ReleaseUnavailable
+    from cqia.registry import audit
 
     class Stub:
         def __init__(self, repo, rev):
@@ -178,8 +179,8 @@ def stub_releases(monkeypatch, unreadable, holds=()):
 
 
 def test_history_when_no_tag_can_be_read_says_so(monkeypatch):
-    from cqia.registry import audit
     from cqia.common.errors import ReleaseUnavailable
+    from cqia.registry import audit
 
     stub_releases(monkeypatch, unreadable={"v0.1", "v0.2"})
     with pytest.raises(ReleaseUnavailable) as caught:
@@ -190,8 +191,8 @@ def test_history_when_no_tag_can_be_read_says_so(monkeypatch):
 
 
 def test_history_not_in_the_tags_read_names_the_tags_not_checked(monkeypatch):
-    from cqia.registry import audit
     from cqia.cli.audit import render_history
+    from cqia.registry import audit
 
     stub_releases(monkeypatch, unreadable={"v0.2"})
     result = audit.history("z-0000000000000001", tags=["v0.1", "v0.2"])
@@ -201,8 +202,8 @@ def test_history_not_in_the_tags_read_names_the_tags_not_checked(monkeypatch):
 
 
 def test_history_of_an_id_no_release_holds_is_an_error(monkeypatch):
-    from cqia.registry import audit
     from cqia.common.errors import CqiaError
+    from cqia.registry import audit
 
     stub_releases(monkeypatch, unreadable=set(), holds={"z-0000000000000001"})
     with pytest.raises(CqiaError) as caught:

@@ -11,12 +11,12 @@ import pytest
 
 from bench.generate import FORMATS, append_records, generate, plan
 from bench.run import Measured, Proc, baseline, breakdown, pick_incremental, process_peaks, ran_stages, stage_of
-from cqia.ingest.formats import FORMAT_NAMES
-from cqia.ingest.formats import FORMATS as FORMATS_BY_NAME
-from cqia.ingest.config import checked_category
-from cqia.ingest.judge import Processor, Source
 from cqia.dedup.keys import dedup_key
 from cqia.gates.schema import RecordSchema
+from cqia.ingest.config import checked_category
+from cqia.ingest.formats import FORMAT_NAMES
+from cqia.ingest.formats import FORMATS as FORMATS_BY_NAME
+from cqia.ingest.judge import Processor, Source
 from cqia.ingest.raw import read_raw_file
 
 ROOT = Path(__file__).resolve().parent.parent

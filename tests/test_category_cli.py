@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
+from conftest import as_registry
 from cqia.cli import cli
 from cqia.common.fileio import EMPTY_JSONL
-from conftest import as_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = {"instruction": "周末适合去哪里散步？", "input": "", "output": "可以去城郊的湿地公园，空气好，步道平整，适合慢慢走。",

@@ -12,11 +12,11 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import ROOT
 from cqia.common.fileio import EMPTY_JSONL, open_read, open_write, read_jsonl
+from cqia.common.params import load_yaml
 from cqia.dedup.keys import Keys, KeysBuilder, decide, dedup_key, exact_duplicates, from_table, to_table
 from cqia.dedup.neardup import NearDupConfig
-from cqia.common.params import load_yaml
-from conftest import ROOT
 
 NEAR = NearDupConfig(threshold=0.8, ngram=3, num_perm=128, bands=32, seed=1)
 ANSWER = "抑郁症是一种常见的精神障碍，表现为持续的情绪低落、兴趣减退和精力不足，需要专业的评估和治疗。"
@@ -195,8 +195,8 @@ def test_a_dropped_duplicate_has_its_decision_in_the_lineage(built):
 def test_the_text_lineage_of_every_record_of_the_sample_release_renders(built):
     """`cqia lineage ID` (text) of each raw record of the sample release, released or rejected:
     one numbered line per step, and a review_pending reject reads as pending."""
-    from cqia.registry.audit import lineage_result
     from cqia.cli.audit import render_lineage
+    from cqia.registry.audit import lineage_result
 
     tmp, cats = built
     seen = 0
@@ -314,9 +314,9 @@ def test_a_record_larger_than_arrows_json_block_goes_into_parquet():
 
 
 def test_a_tag_whose_data_cannot_be_read_is_unreadable_in_history_never_absent(monkeypatch):
-    from cqia.registry import audit
     from cqia.cli.audit import render_history
     from cqia.common.errors import CqiaError, ReleaseUnavailable
+    from cqia.registry import audit
 
     class Stub:
         def __init__(self, repo, rev):

@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from test_ecosystem import RECORDS, write_release
 
+from conftest import as_registry
 from cqia.common import errors, fileio
 from cqia.common.errors import CqiaError, DiskFull, disk_full, human_bytes, no_space
 from cqia.common.fileio import BUFFER, Staging, open_read
-from conftest import as_registry
-from test_ecosystem import RECORDS, write_release
 
 pytestmark = pytest.mark.unit
 

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import BIN, ROOT
 from test_ecosystem import RECORDS, write_release
 from test_review_cli import workdir  # noqa: F401  (a fixture: a category stage's outputs, built in-process)
+
+from conftest import BIN, ROOT
 
 pytestmark = pytest.mark.process
 

@@ -19,6 +19,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from conftest import BIN, ROOT, as_registry, make_repo, release_records_bytes
 from cqia.common.errors import CqiaError
 from cqia.common.params import load_yaml
 from cqia.common.pii_kinds import LABELS as PII_LABELS
@@ -26,9 +27,17 @@ from cqia.common.pii_kinds import MASKS as PII_MASKS
 from cqia.common.pii_kinds import PII_FIELDS
 from cqia.common.progress import jsonl_records, progress
 from cqia.publish.card import PiiLegend, dataset_card, features, parquet_schema
-from cqia.registry.export import (add_dataset_info, dataset_info_entry, dataset_name, file_name, prompt, rev_label,
-                                  to_alpaca, to_firefly, to_sharegpt)
-from conftest import BIN, ROOT, as_registry, make_repo, release_records_bytes
+from cqia.registry.export import (
+    add_dataset_info,
+    dataset_info_entry,
+    dataset_name,
+    file_name,
+    prompt,
+    rev_label,
+    to_alpaca,
+    to_firefly,
+    to_sharegpt,
+)
 
 SCHEMA = orjson.loads((ROOT / "schemas/record.schema.json").read_bytes())
 LEGEND = PiiLegend(PII_FIELDS, PII_LABELS, PII_MASKS)

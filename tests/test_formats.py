@@ -3,8 +3,18 @@
 import orjson
 import pytest
 
-from cqia.ingest.formats import (FORMATS, FileProblem, MissingField, array_item, check_encoding, check_layout,
-                          parse_json_array, parse_jsonl, scan_json_array, sniff)
+from cqia.ingest.formats import (
+    FORMATS,
+    FileProblem,
+    MissingField,
+    array_item,
+    check_encoding,
+    check_layout,
+    parse_json_array,
+    parse_jsonl,
+    scan_json_array,
+    sniff,
+)
 
 
 def lines(text: str) -> list[bytes]:

@@ -19,11 +19,11 @@ import orjson
 import psutil
 import pyarrow as pa
 import pytest
-
-from cqia.gates import gx_server
-from cqia.common.errors import CqiaError
-from cqia.gates.gx import GateProcess
 from test_gx_gate import CHUNKS, COLUMNS, SUITE
+
+from cqia.common.errors import CqiaError
+from cqia.gates import gx_server
+from cqia.gates.gx import GateProcess
 
 pytestmark = pytest.mark.process  # real Great Expectations servers and gate processes
 

@@ -23,8 +23,8 @@ from cqia.ingest.config import checked_category, load_checked_categories
 from cqia.ingest.decisions import load_decisions
 from cqia.ingest.formats import FORMATS, edit_base
 from cqia.ingest.judge import Processor, Source
-from cqia.registry.audit import readable_steps
 from cqia.ingest.raw import read_raw_file
+from cqia.registry.audit import readable_steps
 from tests.conftest import ROOT, lineage_errors
 
 # Texts like the registry's: CJK, full-width forms, traditional characters, white space, emoji.

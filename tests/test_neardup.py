@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from cqia.common.errors import CqiaError
-from cqia.dedup.neardup import (NearDupConfig, NearDupIndex, clusters, find_matches, ngram_hashes, record_texts,
-                          signatures)
+from cqia.dedup.neardup import (
+    NearDupConfig,
+    NearDupIndex,
+    clusters,
+    find_matches,
+    ngram_hashes,
+    record_texts,
+    signatures,
+)
 from tests.conftest import ROOT
 
 PROMPT = "自闭症儿童能上普通学校吗？"

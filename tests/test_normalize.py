@@ -3,7 +3,8 @@
 import unicodedata
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cqia.common.errors import CqiaError
 from cqia.ingest.normalize import DEFAULT_RULES, RULES, normalize_text, rule_chain, validate

@@ -22,20 +22,20 @@ import pytest
 from ruamel.yaml import YAML
 
 from bench.generate import generate
-from cqia.dedup.keys import KeysBuilder
-from cqia.common.errors import CqiaError
-from cqia.ingest.formats import FORMATS
-from cqia.dedup.neardup import NearDupConfig
-from cqia.ingest.executor import EXECUTOR_ENV, executor_name
-from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
-from cqia.ingest.config import checked_category
-from cqia.common.params import load_yaml
-from cqia.ingest.judge import Processor, Source, make_id
-from cqia.ingest.decisions import Decision, load_decisions
-from cqia.gates.schema import RecordSchema
-from cqia.ingest.written import written_form
-from cqia.ingest.raw import read_raw_file
 from conftest import mid_write
+from cqia.common.errors import CqiaError
+from cqia.common.params import load_yaml
+from cqia.dedup.keys import KeysBuilder
+from cqia.dedup.neardup import NearDupConfig
+from cqia.gates.schema import RecordSchema
+from cqia.ingest.config import checked_category
+from cqia.ingest.decisions import Decision, load_decisions
+from cqia.ingest.executor import EXECUTOR_ENV, executor_name
+from cqia.ingest.formats import FORMATS
+from cqia.ingest.judge import Processor, Source, make_id
+from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
+from cqia.ingest.raw import read_raw_file
+from cqia.ingest.written import written_form
 from stages.category import main
 
 pytestmark = pytest.mark.process  # the stage entry: its Great Expectations gate and forked workers

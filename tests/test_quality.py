@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from quality.evaluate import KEEP, judge, load, scores
 
 from cqia.common.params import load_yaml
 from cqia.ingest.rules import REASONS
-from quality.evaluate import KEEP, judge, load, scores
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = load()

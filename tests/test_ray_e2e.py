@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate
-from tests import sandbox
 from cqia.common.errors import CqiaError
 from cqia.common.params import load_yaml
 from cqia.ingest.executor import EXECUTOR_ENV
 from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV
 from cqia.ingest.ray_executor import FAULT_ENV
 from stages.category import main
+from tests import sandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cqia.ingest.formats import parse_json_array, parse_jsonl
-from cqia.ingest.config import checked_category, load_checked_categories, load_checked_category
-from cqia.ingest.pii import LABELS, MASKS
 from cqia.common.errors import CqiaError
-from cqia.ingest.judge import Processor, Source, duplicate_key, make_id
-from cqia.ingest.decisions import load_decisions
 from cqia.gates.schema import RecordSchema
+from cqia.ingest.config import checked_category, load_checked_categories, load_checked_category
+from cqia.ingest.decisions import load_decisions
+from cqia.ingest.formats import parse_json_array, parse_jsonl
+from cqia.ingest.judge import Processor, Source, duplicate_key, make_id
+from cqia.ingest.pii import LABELS, MASKS
 from cqia.registry.audit import readable_steps
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from cqia.registry import releases as rel
+from conftest import ROOT
 from cqia.cli import cli
 from cqia.common.errors import CqiaError
-from conftest import ROOT
+from cqia.registry import releases as rel
 
 FORM = "Use v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"
 

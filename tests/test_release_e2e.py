@@ -17,10 +17,10 @@ from pathlib import Path
 import orjson
 import pytest
 from ruamel.yaml import YAML
-
-from conftest import BIN, ROOT, Repo, make_repo
 from s3_server import S3Server, without_aws
 from test_pipeline_e2e import edit_params, tree_digest
+
+from conftest import BIN, ROOT, Repo, make_repo
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from chromium import Browser, require_chromium
-from cqia.publish.stats import PLOTS
 from test_reports import build_tree, run_report
+
+from cqia.publish.stats import PLOTS
 
 pytestmark = pytest.mark.process  # a real headless Chromium
 

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import release_lineage
 from cqia.common.errors import CqiaError
 from cqia.common.fileio import dumps_line, dumps_pretty
 from cqia.publish.stats import CHART_LABELS, OTHER, PLOTS, CategoryStats, histogram_percentile
 from cqia.report.charts import chart_spec, chart_svg
 from cqia.report.datadocs import RUN_TIME, gate_page, index_page, offline
 from stages import report
-from conftest import release_lineage
 from tests.conftest import ROOT
 
 # A reference to another host (http://, https:// or //) in src, href, url() or @import: what GX's

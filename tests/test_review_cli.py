@@ -16,17 +16,17 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from cqia.cli import cli
-from cqia.dedup.keys import KeysBuilder, decide
-from cqia.common.fileio import EMPTY_JSONL, dumps_line, open_write, read_jsonl
-from cqia.ingest.formats import parse_json_array, parse_jsonl
-from cqia.common.params import load_yaml
-from cqia.ingest.config import load_checked_category
 from conftest import as_registry, release_lineage
-from cqia.ingest.judge import Processor, Source
-from cqia.ingest.decisions import load_decisions
-from cqia.registry.review_sheets import dedup_drops
+from cqia.cli import cli
+from cqia.common.fileio import EMPTY_JSONL, dumps_line, open_write, read_jsonl
+from cqia.common.params import load_yaml
+from cqia.dedup.keys import KeysBuilder, decide
 from cqia.gates.schema import RecordSchema
+from cqia.ingest.config import load_checked_category
+from cqia.ingest.decisions import load_decisions
+from cqia.ingest.formats import parse_json_array, parse_jsonl
+from cqia.ingest.judge import Processor, Source
+from cqia.registry.review_sheets import dedup_drops
 from tests.conftest import ROOT
 
 LONG = "诚信是商业活动得以持续的基础。对企业而言，诚实守信意味着如实介绍产品、按时履行合同、不做虚假宣传。"

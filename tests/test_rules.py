@@ -5,7 +5,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cqia.common.errors import CqiaError
 from cqia.ingest.normalize import normalize_text, rule_chain

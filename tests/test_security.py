@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cqia.common.errors import CqiaError
-from cqia.ingest.config import checked_category
 from cqia.common.params import check_name, check_relative_file, load_yaml
+from cqia.ingest.config import checked_category
 
 ROOT = Path(__file__).resolve().parent.parent
 

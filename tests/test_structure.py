@@ -126,9 +126,9 @@ def test_what_commands_write_by_default_is_git_ignored():
     look: otherwise the next `cqia release` refuses the dirty tree."""
     from dvc.config import Config
 
-    from cqia.common.layout import OUT_DIR
     from cqia.cli.export import EXPORT_DIR
     from cqia.cli.review import sheet_paths
+    from cqia.common.layout import OUT_DIR
 
     plots = Path(Config(dvc_dir=str(ROOT / ".dvc")).load_one("repo").get("plots", {}).get("out_dir", "dvc_plots"))
     assert plots.parts[0] == OUT_DIR.as_posix()                 # one work directory for all of them

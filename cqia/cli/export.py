@@ -7,13 +7,22 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.common.layout import OUT_DIR
-from cqia.common.text import counted
 from cqia.common.errors import CqiaError
-from cqia.registry.export import (CONVERTERS, DATASET_INFO, FORMATS, JSON_LINES, OVERWRITE_FIX, add_dataset_info,
-                         dataset_info_entry, dataset_name, file_name)
 from cqia.common.fileio import HashingWriter, Staging, dumps_line, dumps_pretty, file_digest
+from cqia.common.layout import OUT_DIR
 from cqia.common.progress import progress
+from cqia.common.text import counted
+from cqia.registry.export import (
+    CONVERTERS,
+    DATASET_INFO,
+    FORMATS,
+    JSON_LINES,
+    OVERWRITE_FIX,
+    add_dataset_info,
+    dataset_info_entry,
+    dataset_name,
+    file_name,
+)
 
 EXPORT_DIR = OUT_DIR / "export"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import orjson
 
-from cqia.common.layout import registry_root
 from cqia.common.errors import CqiaError
+from cqia.common.layout import registry_root
 from cqia.common.text import counted
 
 
@@ -225,7 +225,7 @@ def verify(rev: str | None, as_json: bool) -> None:
             click.echo(line)
     if problems:
         files = rel.mismatched_files(problems)
-        from cqia.registry.cache_objects import damage_error, damaged_objects   # issue 18 item 4: name the object
+        from cqia.registry.cache_objects import damage_error, damaged_objects  # issue 18 item 4: name the object
         if damaged := damaged_objects(root, release_dir, state.outs, files):
             raise damage_error(damaged)
         count = counted(len(files), "file") if files else "the directory"

@@ -9,14 +9,14 @@ reject drops the record with reason `review_rejected`.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import orjson
 
-from cqia.common.lineage import review_step
 from cqia.common.errors import CqiaError
+from cqia.common.lineage import review_step
 
 DECISIONS = ("accept", "reject")
 REQUIRED = ("id", "decision", "reviewer", "date")

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from cqia.common.record import RECORD_KEYS
 from cqia.common.errors import CqiaError
+from cqia.common.record import RECORD_KEYS
 
 BOM = b"\xef\xbb\xbf"
 

@@ -27,16 +27,16 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from cqia.common.record import RECORD_KEYS, TEXT_FIELDS
-from cqia.ingest import pii
 from cqia.common.fileio import dumps_canonical
 from cqia.common.lineage import edit_step, is_edit, map_step, parse_step, pass_step, reject_step, store_edits
+from cqia.common.params import Category
+from cqia.common.record import RECORD_KEYS, TEXT_FIELDS
+from cqia.gates.schema import RecordSchema
+from cqia.ingest import pii
+from cqia.ingest.decisions import Decision
 from cqia.ingest.formats import FORMATS, MissingField, RawItem, edit_base
 from cqia.ingest.normalize import normalize_text, rule_chain
-from cqia.common.params import Category
-from cqia.ingest.decisions import Decision
 from cqia.ingest.rules import RuleSet
-from cqia.gates.schema import RecordSchema
 
 # The keys of lineage and of its steps that quote record text (the rest are codes, names and numbers).
 QUOTING_KEYS = ("before", "after", "detail", "note")

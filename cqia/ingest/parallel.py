@@ -60,8 +60,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from cqia.common.errors import CqiaError
-from cqia.ingest.formats import (FileProblem, RawItem, array_item, check_first, file_problems, parse_jsonl,
-                          scan_json_array)
+from cqia.ingest.formats import (
+    FileProblem,
+    RawItem,
+    array_item,
+    check_first,
+    file_problems,
+    parse_jsonl,
+    scan_json_array,
+)
 from cqia.ingest.judge import Outcome, Processor, Source, duplicate_key
 
 WORKERS_ENV = "CQIA_WORKERS"

@@ -7,8 +7,17 @@ from typing import Iterable, Iterator
 
 from cqia.common.errors import CqiaError
 from cqia.common.fileio import file_digest
-from cqia.ingest.formats import (SNIFF_BYTES, Format, RawItem, check_encoding, check_layout, file_problems,
-                                 parse_json_array, parse_jsonl, sniff)
+from cqia.ingest.formats import (
+    SNIFF_BYTES,
+    Format,
+    RawItem,
+    check_encoding,
+    check_layout,
+    file_problems,
+    parse_json_array,
+    parse_jsonl,
+    sniff,
+)
 from cqia.ingest.judge import Source
 
 

@@ -56,11 +56,11 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
-from cqia.common.record import TEXT_FIELDS
-from cqia.common.pii_kinds import PII_FIELDS
-from cqia.common.lineage import edit_step
-from cqia.ingest import pii
 from cqia.common.errors import CqiaError
+from cqia.common.lineage import edit_step
+from cqia.common.pii_kinds import PII_FIELDS
+from cqia.common.record import TEXT_FIELDS
+from cqia.ingest import pii
 
 Verdict = tuple[str, str] | None
 # PII is looked for in every free-text string of a record: the texts, and the notes upstream puts in

@@ -8,11 +8,10 @@ workspace (`data/release/`) or at a git revision through DVC's file system
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
-
-import re
 
 import orjson
 

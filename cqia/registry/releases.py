@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cqia.common.layout import MANIFEST
 from cqia.common.errors import CqiaError
+from cqia.common.layout import MANIFEST
 
 VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")  # used with fullmatch
 VERSION_FORM = "v<major>.<minor>[.<patch>], e.g. v0.2 or v1.0.1"

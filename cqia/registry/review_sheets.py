@@ -180,8 +180,8 @@ class Rebuilder:
     """Rebuilds the record a `review_pending` reject would be released as, with the category core."""
 
     def __init__(self, category, schema_path: str | Path):
-        from cqia.ingest.judge import Processor
         from cqia.gates.schema import RecordSchema
+        from cqia.ingest.judge import Processor
 
         self.category = dataclasses.replace(category, review={})
         self.processor = Processor(self.category, RecordSchema.from_file(schema_path), {})

@@ -167,21 +167,29 @@ def _e(value: Any) -> str:
 def _gx() -> SimpleNamespace:
     """GX's classes, imported once (about 2 s), and a page view that never reads the clock."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    from jinja2 import pass_context
-
     import great_expectations
     from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult, ExpectationValidationResult)
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
     from great_expectations.expectations.expectation import (
-        ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
     from great_expectations.expectations.registry import get_expectation_impl
     from great_expectations.render import (
-        RenderedHeaderContent, RenderedSectionContent, RenderedStringTemplateContent, RenderedTableContent,
-        TextContent)
+        RenderedHeaderContent,
+        RenderedSectionContent,
+        RenderedStringTemplateContent,
+        RenderedTableContent,
+        TextContent,
+    )
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
     from great_expectations.validator.validation_statistics import calc_validation_statistics
+    from jinja2 import pass_context
 
     class PageView(DefaultJinjaPageView):
         """GX's page view with counted element ids (GX: uuid4) and URLs without a timestamp."""
