@@ -163,7 +163,7 @@ def run(records: int, runs: int, cpus: int, out: Path) -> dict[str, Any]:
     server_dir = Path(tempfile.mkdtemp(prefix="cqia-gx-bench-"))
     env = sandbox.isolated_env(work, "bench", PYTHONPATH=str(ROOT), CQIA_GX_SERVER_DIR=str(server_dir),
                                **sandbox.RAY_ENV)
-    for knob in ("CQIA_EXECUTOR", "CQIA_WORKERS", "CQIA_TEST_CHUNK_BYTES", "RAY_ADDRESS"):
+    for knob in ("CQIA_EXECUTOR", "CQIA_WORKERS", "CQIA_CHUNK_BYTES", "RAY_ADDRESS"):
         env.pop(knob, None)
     results: list[dict[str, Any]] = []
     result: dict[str, Any] = {

@@ -33,7 +33,7 @@ from cqia.ingest.decisions import Decision, load_decisions
 from cqia.ingest.executor import EXECUTOR_ENV, executor_name
 from cqia.ingest.formats import FORMATS
 from cqia.ingest.judge import Processor, Source, make_id
-from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, worker_count
+from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, chunk_bytes, worker_count
 from cqia.ingest.raw import read_raw_file
 from cqia.ingest.written import written_form
 from stages.category import main
@@ -222,11 +222,18 @@ def test_the_executor_knob(value, expected):
 WORKERS_FIX = "Use a whole number of worker processes, e.g. 2 (1 runs the category stage in one process), or unset it " \
               "to use every core"
 EXECUTOR_FIX = "Use one of ['local', 'ray'], or unset it (local: worker processes on this machine)"
+CHUNK_FIX = "Use a whole number of bytes, e.g. 1048576 (the default), or unset it"
+
+
+@pytest.mark.parametrize("value, expected", [("", 1 << 20), ("4096", 4096), (" 40 ", 40)])
+def test_the_chunk_knob(value, expected):
+    assert chunk_bytes({CHUNK_ENV: value}) == expected
 
 
 @pytest.mark.parametrize("knob, read, value, fix", [
     *[(WORKERS_ENV, worker_count, value, WORKERS_FIX) for value in ("0", "two", "-1")],
     *[(EXECUTOR_ENV, executor_name, value, EXECUTOR_FIX) for value in ("spark", "Ray", "fork")],
+    *[(CHUNK_ENV, chunk_bytes, value, CHUNK_FIX) for value in ("0", "1MiB", "-5")],
 ])
 def test_a_bad_knob_is_named_with_the_fix(knob, read, value, fix):
     with pytest.raises(CqiaError) as exc:

@@ -72,8 +72,9 @@ from cqia.ingest.formats import (
 from cqia.ingest.judge import Outcome, Processor, Source, duplicate_key
 
 WORKERS_ENV = "CQIA_WORKERS"
-# Test hook: chunks of this many bytes, so that small fixtures run in several chunks.
-CHUNK_ENV = "CQIA_TEST_CHUNK_BYTES"
+# Bytes of raw records per chunk (whole lines): an environment setting like CQIA_WORKERS, since the
+# outputs do not depend on it; the tests set it small so that a few records make several chunks.
+CHUNK_ENV = "CQIA_CHUNK_BYTES"
 CHUNK_BYTES = 1 << 20          # ~400 records of ~2.5 KB: ~25 ms of a worker's time against ~0.1 ms to send
 DEPTH = 3                      # chunks out per worker: one it works on, two waiting (~50 ms of work)
 BATCH = 32                     # outcomes rendered together: still in the CPU's cache, enough to sketch MinHash
@@ -94,8 +95,14 @@ def worker_count(environ: dict[str, str] | None = None) -> int:
 
 
 def chunk_bytes(environ: dict[str, str] | None = None) -> int:
-    value = (os.environ if environ is None else environ).get(CHUNK_ENV, "")
-    return int(value) if value.isdigit() and int(value) > 0 else CHUNK_BYTES
+    """Bytes of raw records per chunk sent to a worker or a Ray task: `CQIA_CHUNK_BYTES`, or 1 MiB."""
+    value = (os.environ if environ is None else environ).get(CHUNK_ENV, "").strip()
+    if not value:
+        return CHUNK_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise CqiaError(f"{CHUNK_ENV} is {value!r}", fix=f"Use a whole number of bytes, e.g. {CHUNK_BYTES} "
+                        "(the default), or unset it")
+    return int(value)
 
 
 @dataclass
