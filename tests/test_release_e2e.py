@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 from ruamel.yaml import YAML
 from s3_server import S3Server, without_aws
+from tcp_proxy import TcpProxy
 from test_pipeline_e2e import edit_params, tree_digest
 
 from conftest import BIN, ROOT, Repo, make_repo
@@ -266,11 +271,11 @@ def test_a_failing_gate_refuses_the_release(registry):
         proc = repo.cqia("release", "v0.3", check=False)
         assert proc.returncode == 1
         line = last_line(proc.stderr)
-        assert line.startswith("error: release v0.3: a gate failed in `dvc repro`: stage category@")
+        assert line.startswith("error: release v0.3: `dvc repro` failed: stage category@")
         assert "Great Expectations suite 'default' failed on " in line
         assert "expect_column_values_to_be_between on column 'output_chars': " in line
-        assert line.endswith("Nothing was pushed, committed or tagged; fix it, commit the fix, and run "
-                             "`cqia release v0.3` again")
+        assert line.endswith("Nothing was pushed, committed or tagged; fix what it says (and commit any change to "
+                             "code, params or data), then run `cqia release v0.3` again")
         assert proc.stdout == ""
         assert "v0.3" not in repo.git("tag", "--list").stdout.split()
     finally:
@@ -395,3 +400,87 @@ def test_a_category_removed_by_hand_is_cleaned_up_by_category_remove(registry):
         repo.git("reset", "-q", "--hard", head)
         repo.dvc("checkout", "-q", "--force")
     assert repo.cqia("verify").returncode == 0
+
+
+def test_a_release_stopped_at_each_step_is_finished_by_running_it_again(registry):
+    """`cqia release` builds, pushes, commits and tags. Each stop here is a real one, no hook in cqia:
+    during the push the S3 remote is cut mid-transfer (tests/tcp_proxy.py); after the build the process
+    group is killed when cqia says it starts pushing; after the commit `git tag` fails on the lock file
+    git leaves when it dies (`.git/refs/tags/VERSION.lock`); after the tag the command is run again.
+    One version goes through all four stops, so only the first run rebuilds. Each rerun goes on, and a tag is only ever on a commit whose data is on the remote."""
+    tmp, repo = registry.tmp, registry.repo
+    head0 = repo.git("rev-parse", "HEAD").stdout.strip()
+    s3 = S3Server("cqia-faults").start()
+    s3.create_bucket()
+    proxy = TcpProxy(s3.port).start()
+    # a fresh S3 remote, so that the push has every output to send; AWS_MAX_ATTEMPTS=2: a refused
+    # connection is retried once, not four times with backoff (~14 s)
+    producer = Repo(repo.path, {**repo.env, **s3.env(tmp), "AWS_ENDPOINT_URL": proxy.endpoint,
+                                "AWS_MAX_ATTEMPTS": "2"})
+    producer.dvc("remote", "add", "--local", "faults", "s3://cqia-faults/store")
+
+    def tags() -> list[str]:
+        return sorted(set(repo.git("tag", "--list").stdout.split()) - {"v0.1", "v0.2", "v0.3"})
+
+    def synced(remote: str, tag: str) -> bool:
+        """The tag is HEAD, the tree is clean, and the workspace's data (the tag's) is all on `remote`."""
+        assert repo.git("rev-parse", tag + "^{commit}").stdout == repo.git("rev-parse", "HEAD").stdout
+        assert repo.git("status", "--porcelain").stdout == ""
+        return producer.dvc("status", "-c", "-q", "-r", remote, check=False).returncode == 0
+
+    try:
+        # during the push: the remote is cut after 100 kB have gone up
+        proxy.cut_after(100_000, "up")
+        cut = producer.cqia("release", "v0.4", "--remote", "faults", check=False)
+        assert proxy.was_cut.is_set() and cut.returncode == 1
+        # what dvc says depends on the request the cut lands in
+        assert re.fullmatch(r"error: release v0\.4: `dvc push -r faults` failed: (failed to push data to the cloud - "
+                            r"\d+ files? failed to upload|unexpected error - Could not connect to the endpoint URL: "
+                            r"\S+)\. Nothing was committed or tagged; when the remote is reachable, run `cqia release "
+                            r"v0\.4 --remote faults` again", last_line(cut.stderr)), cut.stderr
+        assert tags() == []
+        proxy.restore()
+
+        # after the build: the rerun is killed as it starts pushing
+        cqia = subprocess.Popen([str(BIN / "cqia"), "release", "v0.4", "--remote", "faults"], cwd=repo.path,
+                                env=producer.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        for line in cqia.stderr:
+            if line == "release v0.4: built and verified; pushing the data to DVC remote 'faults'\n":
+                os.killpg(cqia.pid, signal.SIGKILL)
+                break
+        assert cqia.wait(30) == -signal.SIGKILL
+        cqia.stderr.close()
+        assert tags() == []
+        assert "dvc.lock" in repo.git("status", "--porcelain").stdout  # the build is in the workspace
+
+        # after the commit: the next rerun pushes and commits, and `git tag` cannot take its lock
+        lock = repo.file(".git/refs/tags/v0.4.lock")
+        lock.write_text("")
+        failed = producer.cqia("release", "v0.4", "--remote", "faults", check=False)
+        head = repo.git("rev-parse", "--short", "HEAD").stdout.strip()
+        assert failed.returncode == 1 and last_line(failed.stderr) == (
+            f"error: release v0.4: `git tag` failed: fatal: cannot lock ref 'refs/tags/v0.4': Unable to create "
+            f"'{lock}': File exists. The release commit {head} and its data on DVC remote 'faults' are in place, "
+            "not the tag. Fix that and run `cqia release v0.4 --remote faults` again")
+        assert repo.git("log", "-1", "--format=%s").stdout == "Release v0.4\n" and tags() == []
+        assert synced("faults", "HEAD")
+        lock.unlink()
+        done = producer.cqia("release", "v0.4", "--remote", "faults")
+        assert (f"Tagged v0.4 on commit {head} (the release commit of an earlier run); data pushed to DVC remote "
+                "'faults' (") in done.stdout
+        assert tags() == ["v0.4"] and synced("faults", "v0.4")
+
+        # after the tag: the same command again; with another remote it puts the tag's data there too
+        again = producer.cqia("release", "v0.4")
+        assert again.stdout.startswith(tag_message(repo, "v0.4"))  # the tag's message, as the first run printed it
+        assert f"v0.4 was tagged on commit {head} already; data pushed to DVC remote 'store' (" in again.stdout
+        assert tags() == ["v0.4"] and synced("store", "v0.4")
+    finally:
+        proxy.stop()
+        s3.stop()
+        repo.git("tag", "-d", "v0.4", check=False)
+        repo.file(".git/refs/tags/v0.4.lock").unlink(missing_ok=True)
+        repo.dvc("remote", "remove", "--local", "faults", check=False)
+        repo.git("reset", "-q", "--hard", head0)
+        repo.dvc("checkout", "-q", "--force")

@@ -52,7 +52,10 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     dvc.lock still has the stages of a category removed from params.yaml, or
     when the remote is unknown, unreachable, without credentials or not
     writable. When a gate or the push fails it commits and tags nothing; the
-    build stays in the workspace and running the same command again resumes.
+    build stays in the workspace. A run that failed or was stopped at any step
+    is finished by running the same command again: the tag is made only after
+    the data is on the remote, and on a commit tagged VERSION already the
+    command pushes the data again and prints the summary.
 
     \b
     Example:
@@ -74,7 +77,9 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
 
     tags = rel.git_tags(root)
     taken = rel.conflicting_tag(tags, version)
-    if taken:
+    head = rel.run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    tagged_here = taken == version and rel.tag_commit(root, version) == head
+    if taken and not tagged_here:
         same = "" if taken == version else f" and names the same version as {version}"
         raise CqiaError(f"tag {taken} already exists{same}", where=where,
                         fix="Choose a new version (`git tag --list 'v*'` lists the releases)")
@@ -90,20 +95,32 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     new_params = rel.set_version_text(old_params, version)
     if new_params != old_params:
         params_path.write_text(new_params, encoding="utf-8")
-    state = _build_and_push(rel, root, version, where, build, release_dir, name)
+    # The order keeps a tag off data the remote lacks: build, push, commit, tag. A run stopped
+    # anywhere is resumed by the same command: what is done already is found done (`dvc repro`
+    # and `dvc push` skip it, a release commit has nothing left to commit, a tag on HEAD is kept).
+    state = _build_and_push(rel, root, version, where, build, release_dir, name, tagged_here)
 
     to_commit = sorted({p for p in rel.changed_paths(root) if p in build or p == rel.PARAMS_FILE})
     if to_commit:
         rel.run(["git", "add", "--", *to_commit], root)
-        rel.run(["git", "commit", "-q", "-m", f"Release {version}"], root)
+        _git_step(rel, root, ["git", "commit", "-q", "-m", f"Release {version}"], where,
+                  f"Nothing was committed or tagged; the data is on DVC remote '{name}'. Fix that and run "
+                  f"`{_again(version, remote_name)}` again")
     commit = rel.run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    resumed = not to_commit and rel.commit_subject(root, commit) == f"Release {version}"
 
     previous = None
     prev_tag = rel.previous_release(tags, version)
     if prev_tag:
         previous = (prev_tag, rel.categories_of(rel.git_show(root, prev_tag, metrics_path)))
     message = rel.tag_message(state.manifest, previous, state.outs, release_dir)
-    rel.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], root, input=message)
+    if tagged_here:
+        message = rel.run(["git", "tag", "--list", "--format=%(contents)", version], root).stdout.removesuffix("\n")
+    else:
+        _progress(f"release {version}: committed {commit[:7]}; tagging")
+        _git_step(rel, root, ["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", version], where,
+                  f"The release commit {commit[:7]} and its data on DVC remote '{name}' are in place, not the "
+                  f"tag. Fix that and run `{_again(version, remote_name)}` again", input=message)
 
     shared = sorted(n for n, url in urls.items() if "://" in url)
     local = "://" not in urls[name]
@@ -111,7 +128,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         cats = state.manifest["categories"]
         click.echo(orjson.dumps({
             "version": version, "tag": version, "commit": commit, "branch": branch, "previous": prev_tag,
-            "tag_message": message, "released": state.manifest["released"],
+            "tag_message": message, "resumed": tagged_here or resumed, "released": state.manifest["released"],
             "raw": sum(c["raw"] for c in cats.values()), "rejected": sum(c["rejected"] for c in cats.values()),
             "categories": cats, "committed_files": to_commit, "remote": {"name": name, "url": urls[name]},
             "push": ["git push --follow-tags"] + ([f"dvc push -r {shared[0]}"] if local and shared else []),
@@ -119,8 +136,13 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         return
     click.echo(message)
     short = rel.run(["git", "rev-parse", "--short", commit], root).stdout.strip()
-    click.echo(f"Tagged {version} on commit {short} ({counted(len(to_commit), 'file')} committed); "
-               f"data pushed to DVC remote '{name}' ({urls[name]}).")
+    if tagged_here:
+        done = f"{version} was tagged on commit {short} already"
+    elif resumed:
+        done = f"Tagged {version} on commit {short} (the release commit of an earlier run)"
+    else:
+        done = f"Tagged {version} on commit {short} ({counted(len(to_commit), 'file')} committed)"
+    click.echo(f"{done}; data pushed to DVC remote '{name}' ({urls[name]}).")
     click.echo("Publish the commit and the tag:")
     click.echo("    git push --follow-tags")
     if local:
@@ -158,13 +180,33 @@ def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dic
     return name
 
 
-def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str):
-    """dvc repro, the release gates, dvc push. Returns the verified release state."""
+def _again(version: str, remote: str | None) -> str:
+    return f"cqia release {version}" + (f" --remote {remote}" if remote else "")
+
+
+def _git_step(rel, root: Path, cmd: list[str], where: str, fix: str, input: str | None = None) -> None:
+    """Run a git command of the release; its failure is one line that says what is in place and what to do."""
+    proc = rel.run(cmd, root, check=False, input=input)
+    if proc.returncode:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = next((line for line in lines if line.startswith(("fatal: ", "error: "))), lines[-1] if lines else "")
+        raise CqiaError(f"`{' '.join(cmd[:2])}` failed: {detail.rstrip('.') or f'exit {proc.returncode}'}",
+                        where=where, fix=fix)
+
+
+def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str,
+                    tagged: bool):
+    """dvc repro, the release gates, dvc push. Returns the verified release state.
+
+    On a commit tagged `version` already (a rerun after the tag), the tagged release is checked
+    and pushed again, so its data is on the remote, and nothing else changes.
+    """
     again = f"run `cqia release {version}` again"
     code, lines = rel.stream([rel.dvc_bin(), "repro"], root, _progress)
     if code:
-        raise CqiaError(f"a gate failed in `dvc repro`: {rel.gate_failure(lines)}", where=where,
-                        fix=f"Nothing was pushed, committed or tagged; fix it, commit the fix, and {again}")
+        raise CqiaError(f"`dvc repro` failed: {rel.gate_failure(lines)}", where=where,
+                        fix=f"Nothing was pushed, committed or tagged; fix what it says (and commit any change to "
+                            f"code, params or data), then {again}")
     state = rel.workspace_state(root, release_dir)
     problems = rel.verify_state(state)
     if problems:
@@ -182,12 +224,15 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
     if stray:
         raise CqiaError(f"`dvc repro` changed files that are not outputs of a stage: {rel.name_some(stray)}",
                         where=where, fix=f"Nothing was pushed, committed or tagged; find what wrote them, then {again}")
+    _progress(f"release {version}: built and verified; pushing the data to DVC remote '{remote}'")
     code, lines = rel.stream([rel.dvc_bin(), "push", "-r", remote], root, _progress)
     if code:
         reason = next((line.removeprefix("ERROR: ") for line in reversed(lines) if line.startswith("ERROR: ")),
                       f"exit {code}")
+        done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
+                else "Nothing was committed or tagged")
         raise CqiaError(f"`dvc push -r {remote}` failed: {reason}", where=where,
-                        fix=f"Nothing was committed or tagged; when the remote is reachable, "
+                        fix=f"{done}; when the remote is reachable, "
                             f"run `cqia release {version} --remote {remote}` again")
     return state
 

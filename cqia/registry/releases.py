@@ -560,7 +560,7 @@ def check_remote(repo, name: str, where: str, timeout: float = REMOTE_TIMEOUT) -
         _check_directory(Path(path), label, where, other)
         return
     if cls.protocol == "s3":
-        config = {"connect_timeout": timeout / 3, "read_timeout": timeout / 3, **config}
+        config = {**config, "connect_timeout": timeout / 3, "read_timeout": timeout / 3}  # the remote's own are longer
     # s3fs can leave coroutines un-awaited when a call fails; their warning would follow our error
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     try:
@@ -619,6 +619,16 @@ def _within(seconds: float, call: Callable[[], Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def tag_commit(root: Path, tag: str) -> str | None:
+    """The commit a tag points at, or None when there is no such tag."""
+    proc = run(["git", "rev-parse", "-q", "--verify", f"refs/tags/{tag}^{{commit}}"], root, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def commit_subject(root: Path, commit: str) -> str:
+    return run(["git", "log", "-1", "--format=%s", commit], root).stdout.strip()
 
 
 def git_tags(root: Path) -> list[str]:
