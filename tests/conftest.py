@@ -88,7 +88,8 @@ class Repo:
         self.env = env
 
     def run(self, *cmd: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run(cmd, cwd=cwd or self.path, env=self.env, capture_output=True, text=True)
+        # bounded: a command that hangs (a stalled socket) fails its test instead of the whole run
+        proc = subprocess.run(cmd, cwd=cwd or self.path, env=self.env, capture_output=True, text=True, timeout=300)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc

@@ -6,7 +6,8 @@ modes, switched from the test:
 - forward: bytes are copied both ways, and counted (`up`: client to server,
   `down`: server to client);
 - cut: every open connection is closed at once (a reset, mid-stream), and the
-  proxy then refuses new ones; `cut_after(n, "up")` does it from inside the
+  proxy then resets every new one as soon as it is accepted (the listener stays open,
+  so no connection can wait unanswered in its queue); `cut_after(n, "up")` does it from inside the
   pump thread the moment `n` more bytes have gone that way, so a transfer is
   cut while it is in progress with no sleep as the synchronisation;
 - refuse: the listening socket is closed, so connecting fails with
@@ -112,9 +113,8 @@ class TcpProxy:
             self._listener = None
 
     def _cut_locked(self) -> None:
-        self.mode = "refuse"
+        self.mode = "cut"
         self._cut_at = None
-        self._close_listener()
         self._reset_all()
         self.was_cut.set()
 
@@ -135,9 +135,12 @@ class TcpProxy:
                 if self._listener is not listener:
                     _reset(client)
                     return
+                mode = self.mode
+                if mode == "cut":
+                    _reset(client)
+                    continue
                 self.connections += 1
                 self._open.add(client)
-                mode = self.mode
             if mode == "stall":
                 continue  # held open in self._open, never read
             try:
