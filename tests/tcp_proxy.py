@@ -221,9 +221,18 @@ def _send(sock: socket.socket, data: bytes) -> bool:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the peer gets a reset, as when a link or a middlebox drops the connection."""
+    """Close with SO_LINGER 0: the peer gets a reset, as when a link or a middlebox drops the connection.
+
+    shutdown(SHUT_RD) first: a pump thread may be blocked in recv() on this socket, and on Linux
+    close() alone neither wakes it nor releases the socket (the blocked call holds it), so the
+    peer would wait for an answer forever on a connection no one owns. SHUT_RD wakes the recv
+    without sending a FIN; when the last reference goes, the zero linger sends the reset."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:
