@@ -189,11 +189,21 @@ def _unit_lane_starts_no_process(request, monkeypatch):
 
 def mid_write(directory: Path, proc: subprocess.Popen, timeout: float = 120) -> list[Path]:
     """Wait until the stage in `proc` is writing: its three temporaries exist and the lineage one holds
-    compressed bytes (zstd flushes a block at a time); return them. Fails if the stage ends first."""
+    compressed bytes (zstd flushes a block at a time); then freeze it (SIGSTOP to its process group,
+    or to `proc` alone when it leads none), so that it is still mid-write whatever the machine's load,
+    and return the temporaries. The caller kills it (SIGKILL ends a stopped process). Fails if the
+    stage ends first."""
+    import os
+    import signal
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         staged = sorted(directory.glob(".*.tmp"))
         if [p.name.split(".")[1] for p in staged] == ["accepted", "lineage", "rejects"] and staged[1].stat().st_size:
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGSTOP)
+            else:
+                proc.send_signal(signal.SIGSTOP)
             return staged
         time.sleep(0.005)
     raise AssertionError(f"the stage never was mid-write (exit {proc.poll()})")
