@@ -31,6 +31,16 @@ if str(ROOT) not in sys.path:
 from bench.run import OUT, isolated_env  # noqa: E402
 from cqia.ingest.parallel import WORKERS_ENV  # noqa: E402
 
+_PROFILE_MAIN = """
+import cProfile, importlib, sys
+out, module, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+main = importlib.import_module(module).main
+profile = cProfile.Profile()
+code = profile.runcall(main, argv)
+profile.dump_stats(out)
+sys.exit(code or 0)
+"""
+
 
 def stage_command(repo: Path, stage: str) -> list[str]:
     """The stage's command line as dvc.lock records it."""
@@ -91,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     # In one process: cProfile sees only the process it runs in, not a category stage's workers.
-    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *cmd[1:]], cwd=repo,
+    # The stage's `main` is profiled, not `python -m`: a stage ends with os._exit
+    # (cqia.common.entry.exit_now), which would leave `cProfile -o` no moment to write its file.
+    proc = subprocess.run([sys.executable, "-c", _PROFILE_MAIN, str(out), cmd[2], *cmd[3:]], cwd=repo,
                           env={**isolated_env(repo.parent), WORKERS_ENV: "1"})
     wall = time.perf_counter() - start
     if proc.returncode:

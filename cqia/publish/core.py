@@ -10,7 +10,8 @@ sees an output path.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import zip_longest
 from typing import Any, Iterable
 
@@ -25,6 +26,7 @@ from cqia.gates.schema import RecordSchema
 from cqia.publish.stats import CategoryStats
 
 BATCH = 10_000              # records per Parquet write
+AHEAD = 2                   # Parquet batches waiting for the writer thread at most (memory stays bounded)
 
 
 def load_decisions(path) -> dict[str, dict[str, Any]]:
@@ -61,6 +63,38 @@ def parquet_batch(lines: list[bytes], pschema):
     return pj.read_json(pa.BufferReader(b"".join(lines)), read_options=blocks, parse_options=options).select(pschema.names)
 
 
+class _Background:
+    """One thread that runs the Parquet batches, in order, while the stage goes on with the next records.
+
+    Arrow's JSON reader and Parquet writer release the GIL, so on a second core the Parquet file
+    costs the stage little wall time; the file's bytes are the same (one writer, batches in order).
+    At most AHEAD batches wait; an error in the thread is raised by the next `submit` or at the end.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet")
+        self._pending: deque[Future] = deque()
+
+    def __enter__(self) -> "_Background":
+        return self
+
+    def submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > AHEAD or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            while self._pending:
+                future = self._pending.popleft()
+                if exc_type is None:
+                    future.result()
+                else:
+                    future.cancel()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Publication:
     """One category's publish run: what was released, what dedup dropped, and the statistics."""
 
@@ -78,6 +112,13 @@ class Publication:
             records_out: HashingWriter, lineage_out: LineageWriter, parquet, where: str) -> None:
         """Publish the accepted records and their lineage lines (`where`: the lineage file, for errors),
         then append the category stage's rejects to the lineage."""
+        with _Background() as background:
+            self._run(records, lineages, records_out, lineage_out, lambda lines: background.submit(
+                self._write_batch, parquet, lines), where)
+        for entry in rejects:
+            lineage_out.write(entry)
+
+    def _run(self, records, lineages, records_out, lineage_out, write_batch, where: str) -> None:
         batch: list[bytes] = []
         pairs = zip_longest(records, lineages)
         for n, (line, lineage) in enumerate(progress(pairs, f"publish {self.name}", total=self.expected), 1):
@@ -105,13 +146,11 @@ class Publication:
             records_out.write(line)
             batch.append(line)
             if len(batch) >= BATCH:
-                self._write_batch(parquet, batch)
+                write_batch(batch)
                 batch = []
             lineage_out.write_line(final, rid, self.name, True, None, record_at)
         if batch:
-            self._write_batch(parquet, batch)
-        for entry in rejects:
-            lineage_out.write(entry)
+            write_batch(batch)
 
     def _write_batch(self, parquet, lines: list[bytes]) -> None:
         table = parquet_batch(lines, self.pschema)
