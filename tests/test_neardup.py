@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cqia.common.errors import CqiaError
 from cqia.dedup.neardup import (
@@ -17,6 +19,7 @@ from cqia.dedup.neardup import (
     find_matches,
     ngram_hashes,
     record_texts,
+    signature_pairs,
     signatures,
 )
 from tests.conftest import ROOT
@@ -159,3 +162,29 @@ def test_benchmark_finds_the_planted_near_duplicates_and_nothing_else(capsys):
     assert re.search(r"same instruction, different output, matched \(must be 0\): 0/\d+", out)
     assert "other matches (not planted): 0\n" in out
     assert re.search(r"= [\d,]+ documents/s", out)
+
+
+# Letters whose lower case depends on what is around them or changes the length (Greek final sigma,
+# dotted capital I), newlines, CJK, full-width letters, emoji: where the output's n-grams taken from
+# the end of the whole text could differ from the output's own.
+TRICKY = st.text(st.sampled_from(list("ΣσςİIiAa \n\x00自闭症儿童ＡＢ，。😀é") + ["\u0301", "\u2028"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(TRICKY, TRICKY, TRICKY), min_size=1, max_size=6), st.sampled_from([1, 3, 5]))
+def test_signature_pairs_equal_the_signatures_of_each_text_alone(parts, ngram):
+    config = NearDupConfig(ngram=ngram, num_perm=16, bands=4)
+    pairs = [record_texts(rec(instruction, output, input)) for instruction, input, output in parts]
+    whole, output = signature_pairs(pairs, config)
+    assert np.array_equal(whole, signatures([w for w, _ in pairs], config))
+    assert np.array_equal(output, signatures([o for _, o in pairs], config))
+
+
+def test_signature_pairs_of_nothing_and_of_real_length_records():
+    config = NearDupConfig()
+    assert [a.shape for a in signature_pairs([], config)] == [(0, 128), (0, 128)]
+    pairs = [record_texts(rec(LONG_PROMPT * k, (ANSWER_A + ANSWER_B) * k, PROMPT)) for k in range(1, 40)]
+    pairs.append(record_texts(rec(PROMPT, "")))             # an empty output: hashed alone
+    whole, output = signature_pairs(pairs, config)
+    assert np.array_equal(whole, signatures([w for w, _ in pairs], config))
+    assert np.array_equal(output, signatures([o for _, o in pairs], config))

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from cqia.dedup.neardup import Matches, NearDupConfig, match_arrays, record_texts, signatures
+from cqia.dedup.neardup import Matches, NearDupConfig, match_arrays, record_texts, signature_pairs
 
 KEY_BYTES = 16
 
@@ -161,9 +161,7 @@ class KeysBuilder:
         keys = [dedup_key(record) for record in records]
         if self.near is None or not records:
             return keys
-        texts = [record_texts(record) for record in records]
-        whole = signatures([w for w, _ in texts], self.near)
-        output = signatures([o for _, o in texts], self.near)
+        whole, output = signature_pairs([record_texts(record) for record in records], self.near)
         return [key + w.tobytes() + o.tobytes() for key, w, o in zip(keys, whole, output)]
 
     def add_row(self, rid: str, row: bytes) -> None:

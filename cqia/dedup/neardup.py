@@ -149,13 +149,46 @@ def ngram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def signatures(texts: list[str], config: NearDupConfig) -> np.ndarray:
     """b-bit MinHash signatures: one uint8 per permutation, shape (len(texts), num_perm)."""
-    import rensa
-
     if not texts:
         return np.zeros((0, config.num_perm), dtype=np.uint8)
     hashes, offsets = ngram_hashes(texts, config.ngram)
+    return _minhash(hashes, offsets, config)
+
+
+def _minhash(hashes: np.ndarray, offsets: np.ndarray, config: NearDupConfig) -> np.ndarray:
+    import rensa
+
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, config.num_perm, config.seed)
-    return (np.array(matrix.to_rows(), dtype=np.uint32) & 0xFF).astype(np.uint8)
+    return np.array(matrix.to_rows(), dtype=np.uint64).astype(np.uint8)    # the low byte of each value
+
+
+def signature_pairs(pairs: list[tuple[str, str]], config: NearDupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """`signatures` of the whole texts and of the outputs of `record_texts` pairs, hashing each text once.
+
+    A record's whole text ends with its output after a newline, and lower-casing does not look
+    across a newline, so the output's n-grams are the last ones of the whole text's (the same
+    padding ends both): they are taken from there, not hashed again. A pair that is not so
+    (an empty output, whose one n-gram is padding) has its output hashed alone.
+    """
+    if not pairs:
+        empty = np.zeros((0, config.num_perm), dtype=np.uint8)
+        return empty, empty
+    hashes, offsets = ngram_hashes([whole for whole, _ in pairs], config.ngram)
+    ends = offsets[1:].astype(np.int64)
+    parts, lengths = [], []
+    for k, (whole, output) in enumerate(pairs):
+        lowered = output.lower()
+        if lowered and whole.lower().endswith("\n" + lowered):
+            part = hashes[ends[k] - len(lowered):ends[k]]
+        else:
+            part = ngram_hashes([output], config.ngram)[0]
+        parts.append(part)
+        lengths.append(len(part))
+    out_offsets = np.zeros(len(pairs) + 1, dtype=np.uint64)
+    np.cumsum(lengths, out=out_offsets[1:])
+    both = _minhash(np.concatenate([hashes, *parts]), np.concatenate([offsets, out_offsets[1:] + offsets[-1]]),
+                    config)
+    return both[:len(pairs)], both[len(pairs):]
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -201,8 +234,9 @@ class NearDupIndex:
 
     def _flush(self) -> None:
         if self._pending:
-            self._whole.append(signatures([w for w, _ in self._pending], self.config))
-            self._output.append(signatures([o for _, o in self._pending], self.config))
+            whole, output = signature_pairs(self._pending, self.config)
+            self._whole.append(whole)
+            self._output.append(output)
             if self._pending_keys:
                 if len(self._pending_keys) != len(self._pending):
                     raise ValueError("pass exact_key for every record or for none")
