@@ -196,6 +196,12 @@ def test_listing_md5_is_dvcs_directory_hash():
     assert rel.listing_md5(listing) == hashlib.md5(body.encode()).hexdigest() + ".dir"
 
 
+def test_stage_names_skip_a_dvc_file_stage():
+    """A `.dvc` file (`dvc add`, `dvc import` of a raw file) is a stage with no name; it is not dvc.yaml's."""
+    repo = SimpleNamespace(index=SimpleNamespace(stages=[SimpleNamespace(name="merge"), SimpleNamespace(outs=[])]))
+    assert rel.stage_names(repo) == {"merge"}
+
+
 # --------------------------------------------------------------------------- verify
 
 

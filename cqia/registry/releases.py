@@ -679,7 +679,8 @@ def pipeline(repo) -> list:
 
 
 def stage_names(repo) -> set[str]:
-    return {stage.name for stage in pipeline(repo)}
+    """The names of dvc.yaml's stages; a `.dvc` file (`dvc add`, `dvc import`) is a stage with no name."""
+    return {name for stage in pipeline(repo) if (name := getattr(stage, "name", None))}
 
 
 def dvc_outs(repo) -> list[tuple[str, bool]]:
