@@ -202,6 +202,13 @@ def test_stage_names_skip_a_dvc_file_stage():
     assert rel.stage_names(repo) == {"merge"}
 
 
+def test_an_unknown_remote_is_one_line_naming_the_ones_there():
+    with pytest.raises(CqiaError) as error:
+        rel.require_remote({"store": "~/x", "s3": "s3://b/p"}, "nowhere", "--remote")
+    assert str(error.value) == ("--remote: DVC remote 'nowhere' is not configured. Available remotes: s3, store "
+                                "(`dvc remote list`)")
+
+
 # --------------------------------------------------------------------------- verify
 
 

@@ -165,10 +165,7 @@ def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dic
     if not name:
         raise CqiaError("no DVC remote to push to", where=where,
                         fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
-    if name not in urls:
-        known = ", ".join(sorted(urls)) or "none"
-        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
-                        fix=f"Available remotes: {known} (`dvc remote list`)")
+    rel.require_remote(urls, name, where)
     stale = sorted(rel.lock_stages(root) - stages)
     gone = rel.removed_categories(stale)
     if gone:
@@ -240,27 +237,38 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
 @click.command()
 @click.option("--rev", metavar="REV",
               help="Verify the release committed at REV (tag, branch or commit) without checking it out.")
+@click.option("--remote", "remote_name", metavar="NAME",
+              help="The DVC remote whose copy of a file that does not match is checked (and, with --rev, read). "
+                   "Default: the default remote.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (the exit code is the same: 1 if a file does not match).")
-def verify(rev: str | None, as_json: bool) -> None:
+def verify(rev: str | None, remote_name: str | None, as_json: bool) -> None:
     """Re-hash the release files against manifest.json and dvc.lock.
 
     Names every file whose bytes differ from its sha256 in manifest.json or
     its md5 in dvc.lock's listing of the release directory, that is missing,
-    or that is not listed, and then exits 1. With --rev, reads the release
-    as committed at REV from the DVC cache (or the default remote) instead
-    of the workspace.
+    or that is not listed, and then exits 1. For such a file it hashes the
+    object dvc.lock names, in the DVC cache and on the remote, and names a
+    damaged one and the repair: after `dvc pull -r NAME` failed with
+    `Checkout failed`, `cqia verify --remote NAME` names the object on NAME.
+    With --rev, reads the release as committed at REV from the DVC cache (or
+    the remote) instead of the workspace.
 
     \b
     Example:
         cqia verify
+        cqia verify --remote s3
         cqia verify --rev v0.1 --json
     """
     from cqia.registry import releases as rel
 
     release_dir, _ = _paths()
     root = registry_root()
-    state = rel.revision_state(root, release_dir, rev) if rev else rel.workspace_state(root, release_dir)
+    if remote_name:
+        with rel.open_dvc(root) as repo:
+            rel.require_remote(rel.remotes(repo)[0], remote_name, "--remote")
+    state = (rel.revision_state(root, release_dir, rev, remote_name) if rev
+             else rel.workspace_state(root, release_dir))
     problems = rel.verify_state(state)
     if as_json:
         click.echo(orjson.dumps(rel.verify_report(state, problems, release_dir, rev),
@@ -270,14 +278,18 @@ def verify(rev: str | None, as_json: bool) -> None:
             click.echo(line)
     if problems:
         files = rel.mismatched_files(problems)
-        from cqia.registry.cache_objects import damage_error, damaged_objects  # issue 18 item 4: name the object
-        if damaged := damaged_objects(root, release_dir, state.outs, files):
-            raise damage_error(damaged)
+        from cqia.registry.cache_objects import damage_error, inspect_objects, uncached_fix  # name the object
+        objects = inspect_objects(root, release_dir, state.outs, files, remote_name)
+        if objects.damaged:
+            raise damage_error(objects.damaged)
         count = counted(len(files), "file") if files else "the directory"
-        fix = (rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
-               if not rev else
-               "the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
-               "revision and push it again")
+        if rev:
+            fix = ("the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
+                   "revision and push it again")
+        elif objects.uncached:    # never pulled, or dropped by a `dvc pull` that found the remote's copy damaged
+            fix = uncached_fix(objects, " ".join(rel.stages_of(files, state.outs)))
+        else:
+            fix = rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
         fix = fix[:1].upper() + fix[1:]
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)

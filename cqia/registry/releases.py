@@ -537,6 +537,14 @@ def lock_stages(root: Path) -> set[str]:
     return set(stages) if isinstance(stages, dict) else set()
 
 
+def require_remote(urls: dict[str, str], name: str, where: str) -> None:
+    """Refuse, in one line, a DVC remote name that is not configured."""
+    if name not in urls:
+        known = ", ".join(sorted(urls)) or "none"
+        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
+                        fix=f"Available remotes: {known} (`dvc remote list`)")
+
+
 REMOTE_TIMEOUT = 15.0   # seconds the remote check may take in all (S3: 5 s per connection or read)
 
 
@@ -767,18 +775,18 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     return ReleaseState(release_dir, version, files, manifest, outs, notes, stale)
 
 
-def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
+def revision_state(root: Path, release_dir: str, rev: str, remote: str | None = None) -> ReleaseState:
     """The release as committed at `rev`, read through DVC without a checkout.
 
-    Files come from the local cache, or are streamed from the default remote
-    when they are not cached.
+    Files come from the local cache, or are streamed from `remote` (default:
+    the default remote) when they are not cached.
     """
     from dvc.api import DVCFileSystem
     from dvc.scm import RevError
     from ruamel.yaml import YAML
 
     try:
-        fs = DVCFileSystem(str(root), rev=rev)
+        fs = DVCFileSystem(str(root), rev=rev, remote=remote)
         lock_text = fs.read_text(LOCK_FILE, encoding="utf-8")
     except RevError:
         raise CqiaError(f"unknown revision {rev!r}", where="--rev",
