@@ -52,7 +52,8 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     dvc.lock still has the stages of a category removed from params.yaml, or
     when the remote is unknown, unreachable, without credentials or not
     writable. When a gate or the push fails it commits and tags nothing; the
-    build stays in the workspace. A run that failed or was stopped at any step
+    build stays in the workspace. A push that moves nothing for 120 s (a stall
+    in the middle of an upload; CQIA_PUSH_STALL_SECONDS) is stopped and fails. A run that failed or was stopped at any step
     is finished by running the same command again: the tag is made only after
     the data is on the remote, and on a commit tagged VERSION already the
     command pushes the data again and prints the summary.
@@ -63,6 +64,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         cqia release v0.3 --remote s3
     """
     from cqia.registry import releases as rel
+    from cqia.registry.stall import stall_seconds
 
     release_dir, metrics_path = _paths()
     where = f"release {version}"
@@ -84,6 +86,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         raise CqiaError(f"tag {taken} already exists{same}", where=where,
                         fix="Choose a new version (`git tag --list 'v*'` lists the releases)")
 
+    stall_after = stall_seconds()      # a bad CQIA_PUSH_STALL_SECONDS refuses before anything is built
     with rel.open_dvc(root) as repo:
         build = rel.build_files(rel.dvc_outs(repo))
         urls, default = rel.remotes(repo)
@@ -98,7 +101,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     # The order keeps a tag off data the remote lacks: build, push, commit, tag. A run stopped
     # anywhere is resumed by the same command: what is done already is found done (`dvc repro`
     # and `dvc push` skip it, a release commit has nothing left to commit, a tag on HEAD is kept).
-    state = _build_and_push(rel, root, version, where, build, release_dir, name, tagged_here)
+    state = _build_and_push(rel, root, version, where, build, release_dir, name, tagged_here, stall_after)
 
     to_commit = sorted({p for p in rel.changed_paths(root) if p in build or p == rel.PARAMS_FILE})
     if to_commit:
@@ -192,12 +195,15 @@ def _git_step(rel, root: Path, cmd: list[str], where: str, fix: str, input: str 
 
 
 def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str,
-                    tagged: bool):
+                    tagged: bool, stall_after: float | None):
     """dvc repro, the release gates, dvc push. Returns the verified release state.
 
     On a commit tagged `version` already (a rerun after the tag), the tagged release is checked
-    and pushed again, so its data is on the remote, and nothing else changes.
+    and pushed again, so its data is on the remote, and nothing else changes. A push that stands
+    still for `stall_after` seconds is stopped (cqia/registry/stall.py).
     """
+    from cqia.registry.stall import STALL_ENV, Stalled
+
     again = f"run `cqia release {version}` again"
     code, lines = rel.stream([rel.dvc_bin(), "repro"], root, _progress)
     if code:
@@ -222,15 +228,21 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
         raise CqiaError(f"`dvc repro` changed files that are not outputs of a stage: {rel.name_some(stray)}",
                         where=where, fix=f"Nothing was pushed, committed or tagged; find what wrote them, then {again}")
     _progress(f"release {version}: built and verified; pushing the data to DVC remote '{remote}'")
-    code, lines = rel.stream([rel.dvc_bin(), "push", "-r", remote], root, _progress)
+    done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
+            else "Nothing was committed or tagged")
+    retry = f"run `cqia release {version} --remote {remote}` again"
+    try:
+        code, lines = rel.stream([rel.dvc_bin(), "push", "-r", remote], root, _progress, stall_after)
+    except Stalled as stalled:
+        raise CqiaError(f"`dvc push -r {remote}` made no progress for {stalled.seconds:g} s (nothing read, written "
+                        f"or sent), so it was stopped", where=where,
+                        fix=f"{done}; when the remote is reachable, {retry} ({STALL_ENV} sets how long a push may "
+                            "stand still)") from None
     if code:
         reason = next((line.removeprefix("ERROR: ") for line in reversed(lines) if line.startswith("ERROR: ")),
                       f"exit {code}")
-        done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
-                else "Nothing was committed or tagged")
         raise CqiaError(f"`dvc push -r {remote}` failed: {reason}", where=where,
-                        fix=f"{done}; when the remote is reachable, "
-                            f"run `cqia release {version} --remote {remote}` again")
+                        fix=f"{done}; when the remote is reachable, {retry}")
     return state
 
 

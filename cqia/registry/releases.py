@@ -652,17 +652,33 @@ def git_show(root: Path, rev: str, path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def stream(cmd: list[str], cwd: Path, echo: Callable[[str], None]) -> tuple[int, list[str]]:
-    """Run a command, passing each output line to `echo` as it comes; (exit code, lines)."""
+def stream(cmd: list[str], cwd: Path, echo: Callable[[str], None],
+           stall_after: float | None = None) -> tuple[int, list[str]]:
+    """Run a command, passing each output line to `echo` as it comes; (exit code, lines).
+
+    With `stall_after`, a watchdog (cqia/registry/stall.py) stops the command once nothing it does has
+    moved for that many seconds, and `Stalled` is raised."""
+    from cqia.registry.stall import Stalled, Watchdog
+
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, env=tool_env())
+    watchdog = Watchdog(proc.pid, stall_after) if stall_after else None
+    if watchdog:
+        watchdog.start()
     lines = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        lines.append(line)
-        echo(line)
-    return proc.wait(), lines
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            echo(line)
+        code = proc.wait()
+    finally:
+        if watchdog:
+            watchdog.stop()
+    if watchdog and watchdog.fired:
+        raise Stalled(watchdog.seconds)
+    return code, lines
 
 
 def open_dvc(root: Path):
