@@ -13,9 +13,13 @@ modes, switched from the test:
 - refuse: the listening socket is closed, so connecting fails with
   ECONNREFUSED (the port is kept and bound again by `restore()`);
 - stall: connections are accepted and never answered (no byte is read from
-  or sent to them), as a hung load balancer does.
+  or sent to them), as a hung load balancer does; `cut_after(n, "up", then="stall")`
+  stalls every connection, open or new, the moment `n` more bytes have gone up: an
+  endpoint that stops reading in the middle of an upload (its receive window fills);
+- throttle: forward, but no faster than a set rate in one direction (a slow link that
+  still moves).
 
-`restore()` goes back to forwarding on the same port.
+`restore()` goes back to forwarding, at full speed, on the same port.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 
 
 class TcpProxy:
@@ -37,6 +42,7 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._cut_at: tuple[str, int, str] | None = None
+        self._rate: dict[str, float] = {}      # direction: bytes a second, while throttled
         self._unstalled = threading.Event()
         self._unstalled.set()
 
@@ -83,10 +89,17 @@ class TcpProxy:
         if self._listener is None:
             self._listen()
 
+    def throttle(self, bytes_per_second: float, direction: str = "up") -> None:
+        """Forward no faster than `bytes_per_second` in `direction`, on each connection."""
+        assert direction in self.forwarded
+        with self._lock:
+            self._rate[direction] = bytes_per_second
+
     def restore(self) -> None:
         with self._lock:
             self.mode = "forward"
             self._cut_at = None
+            self._rate.clear()
             self._reset_all()  # stalled connections go too
         if self._listener is None:
             self._listen()
@@ -179,8 +192,11 @@ class TcpProxy:
                         data, fault = self._count(direction, data)
                     else:
                         data, fault = b"", self.mode
+                    rate = self._rate.get(direction)
                 if data and not _send(dst, data):
                     break
+                if rate:
+                    time.sleep(len(data) / rate)
                 if fault == "stall":
                     self._unstalled.wait()  # read and send nothing more; restore() or cut() resets this pair
                     return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cqia.registry.cache_objects import Damaged, damage_error, expected_md5
+from cqia.registry.cache_objects import Damaged, Objects, damage_error, expected_md5, uncached_fix
 from cqia.registry.releases import LockOut
 
 pytestmark = pytest.mark.unit
@@ -32,3 +32,17 @@ def test_a_damaged_object_on_a_cloud_remote_is_deleted_with_its_own_tool():
         f"then delete s3://bucket/store/files/md5/6a/{A[2:]} s3://bucket/store/files/md5/e5/cd.dir with the "
         "remote's own tool, then `dvc repro --force merge publish@zhihu` (it writes the same bytes again), "
         "then `dvc push`")
+
+
+def test_a_file_whose_object_is_not_in_the_cache_is_pulled_from_the_remote_that_holds_it_whole():
+    whole = Objects([], ["zhihu/train.jsonl"], "store", ["zhihu/train.jsonl"])
+    assert uncached_fix(whole, "publish@zhihu") == (
+        "the DVC cache has no object for zhihu/train.jsonl, and DVC remote 'store' holds it whole: "
+        "`dvc pull -r store publish@zhihu`")
+    nowhere = Objects([], ["zhihu/train.jsonl", "zhihu/train.parquet"], "store", ["zhihu/train.parquet"])
+    assert uncached_fix(nowhere, "publish@zhihu") == (
+        "neither the DVC cache nor DVC remote 'store' has an object for zhihu/train.jsonl, zhihu/train.parquet: "
+        "pull them from a remote that has them (`dvc pull -r NAME publish@zhihu`; if that fails with `Checkout "
+        "failed`, `cqia verify --remote NAME` names the damaged object there), or rebuild them with "
+        "`dvc repro --force publish@zhihu`")
+    assert uncached_fix(Objects([], ["a"], None, []), "merge").startswith("neither the DVC cache has an object for a:")

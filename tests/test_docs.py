@@ -18,6 +18,7 @@ def anchor(heading: str) -> str:
 
 def test_every_relative_link_and_anchor_resolves():
     anchors = {p: {anchor(line) for line in p.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
+               | set(re.findall(r'<a id="([\w-]+)"></a>', p.read_text(encoding="utf-8")))   # a table row's anchor
                for p in DOCS}
     broken = []
     for page in DOCS:
@@ -46,13 +47,24 @@ def test_the_readme_stays_a_door():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 320
 
 
-def test_every_row_of_the_faults_table_names_a_test_that_exists():
-    text = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
-    rows = [line for line in text[text.index("## Faults"):].splitlines() if line.startswith("| ") and "---" not in line]
+def fault_rows(text: str, heading: str) -> list[str]:
+    """The rows of the first table after `heading`, without its header."""
+    rows = []
+    for line in text[text.index(heading):].splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return [row for row in rows[1:] if "---" not in row]
+
+
+def missing_tests(rows: list[str]) -> list[str]:
+    """The rows whose last column names no test, and the tests they name that do not exist
+    (`tests/x.py::name`; `::name` is another test of the file named before it)."""
     missing = []
-    for row in rows[1:]:                                   # rows[0]: the header
+    for row in rows:
         tests, last = [], None
-        for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row.rsplit(" | ", 1)[-1]):
+        for path, name in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row.rstrip(" |").rsplit(" | ", 1)[-1]):
             last = path or last
             if last:
                 tests.append((last, name))
@@ -62,4 +74,21 @@ def test_every_row_of_the_faults_table_names_a_test_that_exists():
             source = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).is_file() else ""
             if not source or (name and f"def {name}(" not in source):
                 missing.append(f"{path}::{name}")
-    assert len(rows) > 5 and not missing
+    return missing
+
+
+def test_every_row_of_the_faults_table_names_a_test_that_exists():
+    rows = fault_rows((ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8"), "## Faults")
+    assert len(rows) > 5 and not missing_tests(rows)
+
+
+def test_every_fault_in_the_readme_names_a_test_that_exists_and_links_its_detail_row():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = fault_rows(readme, "## When something goes wrong")
+    faults = ["disk full", "a damaged DVC object", "two builds at once", "a killed stage", "S3 cut", "S3 stalled",
+              "`cqia release` stopped"]
+    assert [re.match(r"\| \[(.+?)\]\(docs/troubleshooting\.md#fault-[\w-]+\)", row).group(1) for row in rows] == faults
+    assert not missing_tests(rows)
+    # each README row's tests back the Faults table's rows too, so the two tables cannot drift apart
+    detail = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    assert [name for name in re.findall(r"::(\w+)`", "\n".join(rows)) if name not in detail] == []

@@ -1,13 +1,16 @@
 """Faults under the real `dvc` and `git` (issue 18, items 4 and 5): a damaged object in the DVC cache or on
 the remote, and two `dvc repro` at once. Each row of the Faults table in docs/troubleshooting.md that
-is not a disk-full row (tests/test_disk_full*.py) or a killed stage (tests/test_reliability_e2e.py) is
-backed here: what the user sees, and that what the table says to run next repairs it.
+is not a disk-full row (tests/test_disk_full*.py), a killed stage (tests/test_reliability_e2e.py) or S3
+(tests/test_s3_faults_e2e.py, tests/test_release_e2e.py) is backed here: what the user sees, and that
+what the table says to run next repairs it.
 
-One release is built (`dvc repro`, pushed to a local-directory remote); each test works on a copy.
+One release is built with the committed `.dvc/config` (`dvc repro`, pushed to its `store` remote, a
+directory under $HOME, with `verify = true`); each test works on a copy of the repository and of $HOME.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -17,19 +20,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, Repo, isolated_env, make_repo, mid_write, more_zhihu_records
+from conftest import BIN, ROOT, Repo, isolated_env, make_repo, mid_write, more_zhihu_records
 
 pytestmark = pytest.mark.e2e
 
 FILE = "data/release/zhihu/train.jsonl"
 
 
+STORE = "home/.local/share/cqia-registry/dvc-store"   # the committed `store` remote, under $HOME
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    """tmp/repo (built, committed, tagged v0.1, pushed) and tmp/remote, a local-directory DVC remote."""
+    """tmp/repo (built, committed, tagged v0.1, pushed) and tmp/home, whose `store` remote holds the data."""
     repo = make_repo(tmp_path_factory.mktemp("faults"))
+    shutil.copy(ROOT / ".dvc/config", repo.file(".dvc/config"))   # the committed remotes, `verify = true`
     repo.dvc("repro")
-    repo.dvc("remote", "add", "-d", "-f", "local", "../remote")   # tmp/remote, kept relative
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "v0.1")
     repo.git("tag", "v0.1")
@@ -39,14 +45,18 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def copy(built: Path, tmp_path: Path) -> Repo:
-    """A copy of the built repo and its remote (the remote's URL is relative, so the copy has its own)."""
+    """A copy of the built repo and of its $HOME, so that the copy has its own `store` remote."""
     shutil.copytree(built / "repo", tmp_path / "repo", symlinks=True)
-    shutil.copytree(built / "remote", tmp_path / "remote")
+    shutil.copytree(built / "home", tmp_path / "home", symlinks=True)
     return Repo(tmp_path / "repo", isolated_env(tmp_path))
 
 
 def lock_md5(repo: Repo, file: str = FILE) -> str:
-    return subprocess.run(["md5sum", str(repo.file(file))], capture_output=True, text=True).stdout[:32]
+    return damaged_md5(repo.file(file))
+
+
+def damaged_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def obj(store: Path, md5: str) -> Path:
@@ -99,31 +109,17 @@ def clone(copy: Repo, name: str) -> Repo:
     return Repo(dest, copy.env)
 
 
-def test_a_damaged_object_on_the_remote_is_named_after_a_pull_and_the_repair_in_its_message_works(copy):
+def damaged_remote(copy: Repo) -> tuple[str, Path, Repo]:
+    """Damage the `store` remote's object of FILE; (its md5, the remote, a clone with nothing pulled)."""
     md5 = lock_md5(copy)
-    remote = copy.path.parent / "remote"
+    remote = copy.path.parent / STORE
     damage(obj(remote, md5))
-    # with the remote's `verify = true`, dvc pull refuses, naming the output (not the object)
-    careful = clone(copy, "careful")
-    careful.dvc("remote", "modify", "--local", "local", "verify", "true")
-    pull = careful.dvc("pull", check=False)
-    assert pull.returncode == 1
-    assert "ERROR: failed to pull data from the cloud - Checkout failed for following targets:\ndata/release/zhihu\n" \
-        in pull.stderr
-    # by default, dvc pull takes it without a word; cqia verify names both copies and the repair
-    user = clone(copy, "user")
-    assert user.dvc("pull").returncode == 0 and lock_md5(user) != md5
-    verify = user.cqia("verify", check=False)
-    assert verify.returncode == 1
-    cached = f".dvc/cache/files/md5/{md5[:2]}/{md5[2:]}"
-    remote_obj, listing = obj(remote, md5), obj(remote, release_dir_md5(user))
-    assert verify.stderr == (
-        f"error: {cached}: the DVC cache object of {FILE} is damaged (it holds md5 {lock_md5(user)[:12]}, not the "
-        f"{md5[:12]} it is named by), and so is its copy on DVC remote 'local' ({remote_obj}). Remove them and "
-        f"rebuild: `rm -f {cached} {remote_obj} {listing}`, then `dvc repro --force publish@zhihu` (it writes the "
-        "same bytes again), then `dvc push`\n")
-    assert str(listing).endswith(".dir")
-    user.run("sh", "-c", f"rm -f {cached} {remote_obj} {listing}")
+    return md5, remote, clone(copy, "user")
+
+
+def repair_as_told(copy: Repo, user: Repo, remove: str, md5: str) -> None:
+    """The repair cqia verify's message gives: remove, rebuild, push; then a fresh clone pulls FILE whole."""
+    user.run("sh", "-c", remove)
     user.dvc("repro", "--force", "publish@zhihu")
     user.dvc("push", "-q")
     assert user.cqia("verify").returncode == 0
@@ -132,14 +128,78 @@ def test_a_damaged_object_on_the_remote_is_named_after_a_pull_and_the_repair_in_
     assert lock_md5(fresh) == md5 and fresh.cqia("verify").returncode == 0
 
 
-def test_cqia_verify_rev_names_a_damaged_remote_object_without_a_checkout(copy):
+def test_dvc_pull_refuses_a_damaged_remote_object_and_cqia_verify_names_it(copy):
+    md5, remote, user = damaged_remote(copy)
+    # the committed remote has `verify = true`: DVC hashes what it fetched, drops the damaged object, and
+    # the pull fails naming the output; the object is named only in the debug log (-v)
+    pull = user.dvc("pull", check=False)
+    assert pull.returncode == 1
+    assert pull.stderr.endswith("ERROR: failed to pull data from the cloud - Checkout failed for following targets:\n"
+                                "data/release/zhihu\nIs your cache up to date?\n<https://error.dvc.org/missing-files>\n")
+    assert md5 not in pull.stdout + pull.stderr
+    cached = obj(user.file(".dvc/cache"), md5)
+    assert not cached.exists() and not user.file(FILE).exists()
+    verbose = user.dvc("pull", "-v", check=False)
+    assert verbose.returncode == 1 and f"DEBUG: corrupted cache file '{cached}'." in verbose.stdout
+    # cqia verify names the remote's object and the repair
+    verify = user.cqia("verify", check=False)
+    assert verify.returncode == 1
+    remote_obj, listing = obj(remote, md5), obj(remote, release_dir_md5(user))
+    assert verify.stderr == (
+        f"error: {remote_obj}: the object on DVC remote 'store' of {FILE} is damaged (it holds md5 "
+        f"{damaged_md5(remote_obj)[:12]}, not the {md5[:12]} it is named by). Remove it and rebuild: "
+        f"`rm -f {remote_obj} {listing}`, then `dvc repro --force publish@zhihu` (it writes the same bytes again), "
+        "then `dvc push`\n")
+    repair_as_told(copy, user, f"rm -f {remote_obj} {listing}", md5)
+
+
+def test_after_a_pull_from_another_remote_refuses_cqia_verify_remote_names_its_object(copy):
     md5 = lock_md5(copy)
-    remote = copy.path.parent / "remote"
-    damage(obj(remote, md5))
-    user = clone(copy, "user")        # nothing pulled: verify --rev streams the release from the remote
+    mirror = copy.path.parent / "mirror"
+    shutil.copytree(copy.path.parent / STORE, mirror)
+    damage(obj(mirror, md5))
+    user = clone(copy, "user")
+    user.dvc("remote", "add", "--local", "mirror", str(mirror))
+    user.dvc("remote", "modify", "--local", "mirror", "verify", "true")     # as docs/releases.md says
+    assert user.dvc("pull", "-r", "mirror", check=False).returncode == 1      # Checkout failed ... data/release/zhihu
+    # the default remote holds the file whole: cqia verify says to pull it from there
+    verify = user.cqia("verify", check=False)
+    assert verify.stderr == (
+        "error: data/release: 2 files do not match release v0.1 (zhihu/train.jsonl, zhihu/train.parquet). "
+        "The DVC cache has no object for zhihu/train.jsonl, and DVC remote 'store' holds it whole: "
+        "`dvc pull -r store publish@zhihu`\n")
+    named = user.cqia("verify", "--remote", "mirror", check=False)
+    assert named.stderr.startswith(f"error: {obj(mirror, md5)}: the object on DVC remote 'mirror' of {FILE} is "
+                                   "damaged (it holds md5 ")
+    assert user.cqia("verify", "--remote", "nowhere", check=False).stderr == (
+        "error: --remote: DVC remote 'nowhere' is not configured. Available remotes: mirror, s3, store "
+        "(`dvc remote list`)\n")
+    user.dvc("pull", "-q", "-r", "store", "publish@zhihu")
+    assert user.cqia("verify").returncode == 0
+
+
+def test_a_remote_without_verify_gives_the_damaged_bytes_and_cqia_verify_names_both_copies(copy):
+    md5, remote, user = damaged_remote(copy)
+    user.dvc("remote", "modify", "--local", "store", "verify", "false")   # DVC's default for a remote
+    assert user.dvc("pull").returncode == 0 and lock_md5(user) != md5     # taken without a word
+    verify = user.cqia("verify", check=False)
+    assert verify.returncode == 1
+    cached = f".dvc/cache/files/md5/{md5[:2]}/{md5[2:]}"
+    remote_obj, listing = obj(remote, md5), obj(remote, release_dir_md5(user))
+    assert verify.stderr == (
+        f"error: {cached}: the DVC cache object of {FILE} is damaged (it holds md5 {lock_md5(user)[:12]}, not the "
+        f"{md5[:12]} it is named by), and so is its copy on DVC remote 'store' ({remote_obj}). Remove them and "
+        f"rebuild: `rm -f {cached} {remote_obj} {listing}`, then `dvc repro --force publish@zhihu` (it writes the "
+        "same bytes again), then `dvc push`\n")
+    assert str(listing).endswith(".dir")
+    repair_as_told(copy, user, f"rm -f {cached} {remote_obj} {listing}", md5)
+
+
+def test_cqia_verify_rev_names_a_damaged_remote_object_without_a_checkout(copy):
+    md5, remote, user = damaged_remote(copy)    # nothing pulled: verify --rev streams the release from the remote
     verify = user.cqia("verify", "--rev", "v0.1", check=False)
     assert verify.returncode == 1
-    assert verify.stderr.startswith(f"error: {obj(remote, md5)}: the object on DVC remote 'local' of {FILE} is "
+    assert verify.stderr.startswith(f"error: {obj(remote, md5)}: the object on DVC remote 'store' of {FILE} is "
                                     f"damaged (it holds md5 ")
 
 

@@ -196,6 +196,19 @@ def test_listing_md5_is_dvcs_directory_hash():
     assert rel.listing_md5(listing) == hashlib.md5(body.encode()).hexdigest() + ".dir"
 
 
+def test_stage_names_skip_a_dvc_file_stage():
+    """A `.dvc` file (`dvc add`, `dvc import` of a raw file) is a stage with no name; it is not dvc.yaml's."""
+    repo = SimpleNamespace(index=SimpleNamespace(stages=[SimpleNamespace(name="merge"), SimpleNamespace(outs=[])]))
+    assert rel.stage_names(repo) == {"merge"}
+
+
+def test_an_unknown_remote_is_one_line_naming_the_ones_there():
+    with pytest.raises(CqiaError) as error:
+        rel.require_remote({"store": "~/x", "s3": "s3://b/p"}, "nowhere", "--remote")
+    assert str(error.value) == ("--remote: DVC remote 'nowhere' is not configured. Available remotes: s3, store "
+                                "(`dvc remote list`)")
+
+
 # --------------------------------------------------------------------------- verify
 
 

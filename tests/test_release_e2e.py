@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import orjson
@@ -483,4 +484,67 @@ def test_a_release_stopped_at_each_step_is_finished_by_running_it_again(registry
         repo.file(".git/refs/tags/v0.4.lock").unlink(missing_ok=True)
         repo.dvc("remote", "remove", "--local", "faults", check=False)
         repo.git("reset", "-q", "--hard", head0)
+        repo.dvc("checkout", "-q", "--force")
+
+
+def test_a_push_that_stands_still_mid_upload_is_stopped_and_the_rerun_completes(registry):
+    """The S3 endpoint stops reading in the middle of the upload of the one object the push has to send
+    (tests/tcp_proxy.py: cut_after(..., then="stall")): `dvc push` would wait for ever, the watchdog stops it
+    CQIA_PUSH_STALL_SECONDS after nothing moved. The rerun goes through a throttled link, slower than the
+    watchdog's limit end to end, and completes: a push that moves is never stopped."""
+    tmp, repo = registry.tmp, registry.repo
+    head0 = repo.git("rev-parse", "HEAD").stdout.strip()
+    s3 = S3Server("cqia-stall").start()
+    s3.create_bucket()
+    proxy = TcpProxy(s3.port).start()
+    stall = 3
+    producer = Repo(repo.path, {**repo.env, **s3.env(tmp), "AWS_ENDPOINT_URL": proxy.endpoint, "AWS_MAX_ATTEMPTS": "2",
+                                "CQIA_PUSH_STALL_SECONDS": str(stall)})
+    producer.dvc("remote", "add", "--local", "stall", "s3://cqia-stall/store")
+    blob_size = 40 << 20      # far more than the socket buffers hold, so the upload stops mid-way
+    try:
+        # the build of v0.5 on the remote already, so that the release's push has one object to send: a blob
+        edit_params(repo, lambda p: p["release"].update(version="v0.5"))
+        producer.dvc("repro", "-q")
+        producer.dvc("push", "-q", "-r", "stall")
+        repo.file("data/blob.bin").write_bytes(os.urandom(blob_size))
+        producer.dvc("add", "-q", "data/blob.bin")
+        repo.git("add", "data/blob.bin.dvc", "data/.gitignore")
+        repo.git("commit", "-q", "-m", "a blob")
+
+        proxy.cut_after(2 << 20, "up", then="stall")
+        cqia = subprocess.Popen([str(BIN / "cqia"), "release", "v0.5", "--remote", "stall"], cwd=repo.path,
+                                env=producer.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started, lines = None, []
+        for line in cqia.stderr:
+            lines.append(line)
+            if line.startswith("release v0.5: built and verified; pushing"):
+                started = time.monotonic()
+            last = line
+        assert cqia.wait(120) == 1 and started is not None, "".join(lines)
+        took = time.monotonic() - started
+        assert proxy.was_cut.is_set() and proxy.forwarded["up"] < blob_size
+        assert last == ("error: release v0.5: `dvc push -r stall` made no progress for 3 s (nothing read, written or "
+                        "sent), so it was stopped. Nothing was committed or tagged; when the remote is reachable, run "
+                        "`cqia release v0.5 --remote stall` again (CQIA_PUSH_STALL_SECONDS sets how long a push may "
+                        "stand still)\n")
+        # stopped `stall` seconds after the stall, give or take a sample, SIGTERM's wait and the start of dvc
+        assert stall <= took <= stall + 10, took
+        assert "v0.5" not in repo.git("tag", "--list").stdout.split()
+
+        proxy.restore()
+        proxy.throttle(blob_size / (3 * stall))   # the blob takes three times the watchdog's limit to go up
+        start = time.monotonic()
+        done = producer.cqia("release", "v0.5", "--remote", "stall")
+        assert time.monotonic() - start > 3 * stall
+        assert "Tagged v0.5 on commit " in done.stdout
+        assert repo.git("rev-parse", "v0.5^{commit}").stdout == repo.git("rev-parse", "HEAD").stdout
+        assert producer.dvc("status", "-c", "-r", "stall").stdout.strip() == "Cache and remote 'stall' are in sync."
+    finally:
+        proxy.stop()
+        s3.stop()
+        repo.git("tag", "-d", "v0.5", check=False)
+        repo.dvc("remote", "remove", "--local", "stall", check=False)
+        repo.git("reset", "-q", "--hard", head0)
+        repo.file("data/blob.bin").unlink(missing_ok=True)
         repo.dvc("checkout", "-q", "--force")

@@ -6,8 +6,9 @@ and cuts every connection (a reset, mid-stream) once a set number has gone up (p
 transfer, with no sleep as the synchronisation. Each test checks what the user sees (exit
 code, the last line), that the retry completes, that `dvc status -c` is clean, and that a
 fresh clone pulls byte-identical files, so no cut-off object was taken for a whole one.
-The stall test checks that an endpoint that accepts and never answers is given up within the
-bound that the committed `.dvc/config` sets (`read_timeout` of the `s3` remote).
+The stall tests check that an endpoint that accepts and never answers, or stops sending in the middle
+of a download, is given up within the bound that `read_timeout` of the `s3` remote sets (a stall in the
+middle of an upload is not: `cqia release` stops that push, tests/test_release_e2e.py).
 
 The repository here holds one DVC-tracked directory of generated records (6 files, 6 MB),
 big enough that the cut lands while files are in flight, and the committed `.dvc/config`.
@@ -150,3 +151,38 @@ def test_a_stalled_endpoint_is_given_up_within_the_read_timeout(setup):
     proxy.restore()
     repo.dvc("push", "-q", "-r", "s3")
     assert in_sync(repo) == "Cache and remote 's3' are in sync."
+
+
+S3FS_RETRIES = 5                # s3fs's `retries`: how many times it opens an object again after a failed read
+
+
+def test_pull_stalled_mid_transfer_is_given_up_within_the_read_timeouts(setup):
+    """The endpoint stops sending in the middle of the downloads (and answers nothing after). A read waits
+    read_timeout; s3fs then opens the object again from where it was, up to 5 times, each open being
+    AWS_MAX_ATTEMPTS requests that wait read_timeout: read_timeout x (1 + 5 x AWS_MAX_ATTEMPTS) plus
+    backoff in all. 116 s measured with the committed 10 s and AWS_MAX_ATTEMPTS=2 (295 s with the default
+    5); this test sets read_timeout 3 in the clone's config.local to take 40 s, not two minutes."""
+    repo, proxy = setup.repo, setup.proxy
+    repo.dvc("push", "-q", "-r", "s3")
+    clone = setup.clone("clone")
+    read_timeout = 3
+    clone.dvc("remote", "modify", "--local", "s3", "read_timeout", str(read_timeout))
+    proxy.cut_after(setup.size * 2 // 5, "down", then="stall")  # then nothing more moves, on any connection
+    start = time.monotonic()
+    stalled = clone.dvc("pull", "-r", "s3", check=False)
+    took = time.monotonic() - start
+    assert proxy.was_cut.is_set() and proxy.forwarded["down"] < setup.size
+    assert stalled.returncode == 1, stalled.stdout + stalled.stderr
+    errors = error_lines(stalled)
+    assert re.fullmatch(r"ERROR: failed to pull data from the cloud - \d+ files? failed to download", errors[-1])
+    assert re.fullmatch(rf"ERROR: failed to transfer '[0-9a-f]{{32}}' - Read timeout on endpoint URL: "
+                        rf'"{proxy.endpoint}/cqia-registry/dvc-store/files/md5/[0-9a-f]{{2}}/[0-9a-f]{{30}}"',
+                        errors[0]), errors
+    bound = read_timeout * (1 + S3FS_RETRIES * ATTEMPTS)
+    assert bound <= took <= bound + 15, took
+    assert clone.dvc("status", "-q", check=False).returncode == 1   # the workspace says it is incomplete
+
+    proxy.restore()
+    clone.dvc("pull", "-q", "-r", "s3")
+    assert tree_digest(clone.file("data/generated")) == setup.digest
+    assert clone.dvc("status", "-q", check=False).returncode == 0

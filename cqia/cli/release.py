@@ -52,7 +52,8 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     dvc.lock still has the stages of a category removed from params.yaml, or
     when the remote is unknown, unreachable, without credentials or not
     writable. When a gate or the push fails it commits and tags nothing; the
-    build stays in the workspace. A run that failed or was stopped at any step
+    build stays in the workspace. A push that moves nothing for 120 s (a stall
+    in the middle of an upload; CQIA_PUSH_STALL_SECONDS) is stopped and fails. A run that failed or was stopped at any step
     is finished by running the same command again: the tag is made only after
     the data is on the remote, and on a commit tagged VERSION already the
     command pushes the data again and prints the summary.
@@ -63,6 +64,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         cqia release v0.3 --remote s3
     """
     from cqia.registry import releases as rel
+    from cqia.registry.stall import stall_seconds
 
     release_dir, metrics_path = _paths()
     where = f"release {version}"
@@ -84,6 +86,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
         raise CqiaError(f"tag {taken} already exists{same}", where=where,
                         fix="Choose a new version (`git tag --list 'v*'` lists the releases)")
 
+    stall_after = stall_seconds()      # a bad CQIA_PUSH_STALL_SECONDS refuses before anything is built
     with rel.open_dvc(root) as repo:
         build = rel.build_files(rel.dvc_outs(repo))
         urls, default = rel.remotes(repo)
@@ -98,7 +101,7 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     # The order keeps a tag off data the remote lacks: build, push, commit, tag. A run stopped
     # anywhere is resumed by the same command: what is done already is found done (`dvc repro`
     # and `dvc push` skip it, a release commit has nothing left to commit, a tag on HEAD is kept).
-    state = _build_and_push(rel, root, version, where, build, release_dir, name, tagged_here)
+    state = _build_and_push(rel, root, version, where, build, release_dir, name, tagged_here, stall_after)
 
     to_commit = sorted({p for p in rel.changed_paths(root) if p in build or p == rel.PARAMS_FILE})
     if to_commit:
@@ -165,10 +168,7 @@ def _preflight(rel, repo, root: Path, where: str, version: str, build, urls: dic
     if not name:
         raise CqiaError("no DVC remote to push to", where=where,
                         fix="Pass --remote NAME or set a default (`dvc remote default NAME`)")
-    if name not in urls:
-        known = ", ".join(sorted(urls)) or "none"
-        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
-                        fix=f"Available remotes: {known} (`dvc remote list`)")
+    rel.require_remote(urls, name, where)
     stale = sorted(rel.lock_stages(root) - stages)
     gone = rel.removed_categories(stale)
     if gone:
@@ -195,12 +195,15 @@ def _git_step(rel, root: Path, cmd: list[str], where: str, fix: str, input: str 
 
 
 def _build_and_push(rel, root: Path, version: str, where: str, build, release_dir: str, remote: str,
-                    tagged: bool):
+                    tagged: bool, stall_after: float | None):
     """dvc repro, the release gates, dvc push. Returns the verified release state.
 
     On a commit tagged `version` already (a rerun after the tag), the tagged release is checked
-    and pushed again, so its data is on the remote, and nothing else changes.
+    and pushed again, so its data is on the remote, and nothing else changes. A push that stands
+    still for `stall_after` seconds is stopped (cqia/registry/stall.py).
     """
+    from cqia.registry.stall import STALL_ENV, Stalled
+
     again = f"run `cqia release {version}` again"
     code, lines = rel.stream([rel.dvc_bin(), "repro"], root, _progress)
     if code:
@@ -225,42 +228,59 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
         raise CqiaError(f"`dvc repro` changed files that are not outputs of a stage: {rel.name_some(stray)}",
                         where=where, fix=f"Nothing was pushed, committed or tagged; find what wrote them, then {again}")
     _progress(f"release {version}: built and verified; pushing the data to DVC remote '{remote}'")
-    code, lines = rel.stream([rel.dvc_bin(), "push", "-r", remote], root, _progress)
+    done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
+            else "Nothing was committed or tagged")
+    retry = f"run `cqia release {version} --remote {remote}` again"
+    try:
+        code, lines = rel.stream([rel.dvc_bin(), "push", "-r", remote], root, _progress, stall_after)
+    except Stalled as stalled:
+        raise CqiaError(f"`dvc push -r {remote}` made no progress for {stalled.seconds:g} s (nothing read, written "
+                        f"or sent), so it was stopped", where=where,
+                        fix=f"{done}; when the remote is reachable, {retry} ({STALL_ENV} sets how long a push may "
+                            "stand still)") from None
     if code:
         reason = next((line.removeprefix("ERROR: ") for line in reversed(lines) if line.startswith("ERROR: ")),
                       f"exit {code}")
-        done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
-                else "Nothing was committed or tagged")
         raise CqiaError(f"`dvc push -r {remote}` failed: {reason}", where=where,
-                        fix=f"{done}; when the remote is reachable, "
-                            f"run `cqia release {version} --remote {remote}` again")
+                        fix=f"{done}; when the remote is reachable, {retry}")
     return state
 
 
 @click.command()
 @click.option("--rev", metavar="REV",
               help="Verify the release committed at REV (tag, branch or commit) without checking it out.")
+@click.option("--remote", "remote_name", metavar="NAME",
+              help="The DVC remote whose copy of a file that does not match is checked (and, with --rev, read). "
+                   "Default: the default remote.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (the exit code is the same: 1 if a file does not match).")
-def verify(rev: str | None, as_json: bool) -> None:
+def verify(rev: str | None, remote_name: str | None, as_json: bool) -> None:
     """Re-hash the release files against manifest.json and dvc.lock.
 
     Names every file whose bytes differ from its sha256 in manifest.json or
     its md5 in dvc.lock's listing of the release directory, that is missing,
-    or that is not listed, and then exits 1. With --rev, reads the release
-    as committed at REV from the DVC cache (or the default remote) instead
-    of the workspace.
+    or that is not listed, and then exits 1. For such a file it hashes the
+    object dvc.lock names, in the DVC cache and on the remote, and names a
+    damaged one and the repair: after `dvc pull -r NAME` failed with
+    `Checkout failed`, `cqia verify --remote NAME` names the object on NAME.
+    With --rev, reads the release as committed at REV from the DVC cache (or
+    the remote) instead of the workspace.
 
     \b
     Example:
         cqia verify
+        cqia verify --remote s3
         cqia verify --rev v0.1 --json
     """
     from cqia.registry import releases as rel
 
     release_dir, _ = _paths()
     root = registry_root()
-    state = rel.revision_state(root, release_dir, rev) if rev else rel.workspace_state(root, release_dir)
+    if remote_name:
+        with rel.open_dvc(root) as repo:
+            rel.require_remote(rel.remotes(repo)[0], remote_name, "--remote")
+    state = (rel.revision_state(root, release_dir, rev, remote_name) if rev
+             else rel.workspace_state(root, release_dir))
     problems = rel.verify_state(state)
     if as_json:
         click.echo(orjson.dumps(rel.verify_report(state, problems, release_dir, rev),
@@ -270,14 +290,18 @@ def verify(rev: str | None, as_json: bool) -> None:
             click.echo(line)
     if problems:
         files = rel.mismatched_files(problems)
-        from cqia.registry.cache_objects import damage_error, damaged_objects  # issue 18 item 4: name the object
-        if damaged := damaged_objects(root, release_dir, state.outs, files):
-            raise damage_error(damaged)
+        from cqia.registry.cache_objects import damage_error, inspect_objects, uncached_fix  # name the object
+        objects = inspect_objects(root, release_dir, state.outs, files, remote_name)
+        if objects.damaged:
+            raise damage_error(objects.damaged)
         count = counted(len(files), "file") if files else "the directory"
-        fix = (rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
-               if not rev else
-               "the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
-               "revision and push it again")
+        if rev:
+            fix = ("the copy in the DVC cache or on the remote is damaged; rebuild it with `dvc repro` at that "
+                   "revision and push it again")
+        elif objects.uncached:    # never pulled, or dropped by a `dvc pull` that found the remote's copy damaged
+            fix = uncached_fix(objects, " ".join(rel.stages_of(files, state.outs)))
+        else:
+            fix = rel.remedy(files, state.outs, state.stale, "restore the release with `dvc checkout --force {stages}`")
         fix = fix[:1].upper() + fix[1:]
         raise CqiaError(f"{count} do{'es' if len(files) == 1 else ''} not match release {state.version}"
                         + (f" ({rel.name_some(files)})" if files else ""), where=state.label, fix=fix)

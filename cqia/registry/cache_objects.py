@@ -2,18 +2,20 @@
 
 DVC trusts its cache. An object whose bytes changed but whose size and mtime did not (a disk error, an
 edit through a hard link) passes `dvc status` and `dvc repro`, and `dvc checkout` copies it back into
-the workspace; a damaged object on a local-directory remote is fetched by `dvc pull` without a word
-unless the remote has `verify = true`. `cqia verify` hashes the release files; for one that does not
-match dvc.lock, `damaged_objects` hashes the object dvc.lock names, in the local cache and on the
-default remote, and says which is damaged, so that the fix removes that object instead of checking
-the same bad bytes out again. docs/troubleshooting.md#faults has the repair, tested in
-tests/test_faults_e2e.py.
+the workspace (DVC 3 never re-hashes a cache object on checkout, status or repro). A damaged object on
+a remote is fetched by `dvc pull` without a word unless the remote has `verify = true` (the committed
+remotes do): then DVC drops it after the download and the pull fails with `Checkout failed for following
+targets: <output>`, naming the output, not the object. `cqia verify` hashes the release files; for one
+that does not match dvc.lock, `inspect_objects` hashes the object dvc.lock names, in the local cache and
+on a remote (the default one, or `--remote NAME`), and says which is damaged, so that the fix removes
+that object instead of checking the same bad bytes out again. docs/troubleshooting.md#faults has the
+repair, tested in tests/test_faults_e2e.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -60,24 +62,37 @@ def _shown(path: str, root: Path) -> str:
         return path
 
 
-def damaged_objects(root: Path, release_dir: str, outs: Iterable, files: list[str]) -> list[Damaged]:
-    """The damaged objects, in the local cache and on the default remote, of the release `files`
+@dataclass(frozen=True)
+class Objects:
+    """What `inspect_objects` found for the release files that do not match dvc.lock."""
+
+    damaged: list[Damaged]
+    uncached: list[str]        # files (relative to the release directory) whose object is not in the cache
+    remote: str | None         # the remote read, or None when none could be opened
+    on_remote: list[str]       # of `uncached`: those whose object that remote holds whole
+
+
+def inspect_objects(root: Path, release_dir: str, outs: Iterable, files: list[str],
+                    remote: str | None = None) -> Objects:
+    """The objects, in the local cache and on `remote` (default: the default remote), of the release `files`
     (relative to `release_dir`) that do not match dvc.lock. The remote is read only for a file whose
     cache object is damaged or absent: a sound one means the workspace copy was changed."""
     from dvc.repo import Repo
 
     wanted = {f: found for f in files if (found := expected_md5(outs, f))}
+    found = Objects([], [], None, [])
     if not wanted:
-        return []
-    damaged = []
+        return found
     try:
         repo = Repo(str(root))
     except Exception:  # not a DVC repository after all: no object to name (verify says what it can)
-        return []
+        return found
     with repo:
         stores = [("cache", repo.cache.local)]
         try:
-            stores.append((repo.config["core"].get("remote") or "", repo.cloud.get_remote_odb()))
+            name = remote or repo.config["core"].get("remote") or ""
+            stores.append((name, repo.cloud.get_remote_odb(name or None)))
+            found = replace(found, remote=name)
         except Exception:  # no default remote, or one that cannot be opened here: the local cache only
             pass
         for file, (md5, out) in sorted(wanted.items(), key=lambda item: item[0]):
@@ -87,19 +102,23 @@ def damaged_objects(root: Path, release_dir: str, outs: Iterable, files: list[st
                     with odb.fs.open(path, "rb") as handle:
                         actual = _md5(handle)
                 except Exception:  # not there (not pulled, not pushed) or unreadable: nothing to name
+                    if where == "cache":
+                        found.uncached.append(file)
                     continue
-                if actual == md5 and where == "cache":
-                    break   # the cache is sound, so the workspace file was changed: the remote is not asked
-                if actual != md5:
-                    local = odb.fs.protocol in ("local", "file")
-                    shown = _shown(path, root) if local else odb.fs.unstrip_protocol(path)
-                    # `dvc push` takes a directory whose listing the remote has as whole: that goes too
-                    listing = odb.oid_to_path(out.md5) if where != "cache" and out.is_dir else None
-                    if listing is not None:
-                        listing = _shown(listing, root) if local else odb.fs.unstrip_protocol(listing)
-                    damaged.append(Damaged(f"{release_dir}/{file}", out.stage, md5, actual, where, shown, local,
-                                           listing))
-    return damaged
+                if actual == md5:
+                    if where == "cache":
+                        break   # the cache is sound, so the workspace file was changed: the remote is not asked
+                    found.on_remote.append(file)
+                    continue
+                local = odb.fs.protocol in ("local", "file")
+                shown = _shown(path, root) if local else odb.fs.unstrip_protocol(path)
+                # `dvc push` takes a directory whose listing the remote has as whole: that goes too
+                listing = odb.oid_to_path(out.md5) if where != "cache" and out.is_dir else None
+                if listing is not None:
+                    listing = _shown(listing, root) if local else odb.fs.unstrip_protocol(listing)
+                found.damaged.append(Damaged(f"{release_dir}/{file}", out.stage, md5, actual, where, shown, local,
+                                             listing))
+    return found
 
 
 def damage_error(damaged: list[Damaged]) -> CqiaError:
@@ -126,3 +145,19 @@ def damage_error(damaged: list[Damaged]) -> CqiaError:
         steps += ["`dvc push`"]
     return CqiaError(message, where=first.path,
                      fix=f"Remove {'them' if len(damaged) > 1 else 'it'} and rebuild: " + ", then ".join(steps))
+
+
+def uncached_fix(found: Objects, stages: str) -> str:
+    """What to do when files that do not match have no object in the DVC cache, so that `dvc checkout` cannot
+    restore them: they were never pulled, or a `dvc pull` from a remote with `verify = true` found that
+    remote's copy damaged and dropped it."""
+    from cqia.registry.releases import name_some
+
+    files, it = name_some(found.uncached), "it" if len(found.uncached) == 1 else "them"
+    if found.remote and set(found.uncached) <= set(found.on_remote):
+        return (f"the DVC cache has no object for {files}, and DVC remote '{found.remote}' holds {it} whole: "
+                f"`dvc pull -r {found.remote} {stages}`")
+    nor = f" nor DVC remote '{found.remote}'" if found.remote else ""
+    return (f"neither the DVC cache{nor} has an object for {files}: pull {it} from a remote that has {it} "
+            f"(`dvc pull -r NAME {stages}`; if that fails with `Checkout failed`, `cqia verify --remote NAME` "
+            f"names the damaged object there), or rebuild {it} with `dvc repro --force {stages}`")

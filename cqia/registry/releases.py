@@ -537,6 +537,14 @@ def lock_stages(root: Path) -> set[str]:
     return set(stages) if isinstance(stages, dict) else set()
 
 
+def require_remote(urls: dict[str, str], name: str, where: str) -> None:
+    """Refuse, in one line, a DVC remote name that is not configured."""
+    if name not in urls:
+        known = ", ".join(sorted(urls)) or "none"
+        raise CqiaError(f"DVC remote '{name}' is not configured", where=where,
+                        fix=f"Available remotes: {known} (`dvc remote list`)")
+
+
 REMOTE_TIMEOUT = 15.0   # seconds the remote check may take in all (S3: 5 s per connection or read)
 
 
@@ -644,17 +652,33 @@ def git_show(root: Path, rev: str, path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def stream(cmd: list[str], cwd: Path, echo: Callable[[str], None]) -> tuple[int, list[str]]:
-    """Run a command, passing each output line to `echo` as it comes; (exit code, lines)."""
+def stream(cmd: list[str], cwd: Path, echo: Callable[[str], None],
+           stall_after: float | None = None) -> tuple[int, list[str]]:
+    """Run a command, passing each output line to `echo` as it comes; (exit code, lines).
+
+    With `stall_after`, a watchdog (cqia/registry/stall.py) stops the command once nothing it does has
+    moved for that many seconds, and `Stalled` is raised."""
+    from cqia.registry.stall import Stalled, Watchdog
+
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             bufsize=1, env=tool_env())
+    watchdog = Watchdog(proc.pid, stall_after) if stall_after else None
+    if watchdog:
+        watchdog.start()
     lines = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        lines.append(line)
-        echo(line)
-    return proc.wait(), lines
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            echo(line)
+        code = proc.wait()
+    finally:
+        if watchdog:
+            watchdog.stop()
+    if watchdog and watchdog.fired:
+        raise Stalled(watchdog.seconds)
+    return code, lines
 
 
 def open_dvc(root: Path):
@@ -679,7 +703,8 @@ def pipeline(repo) -> list:
 
 
 def stage_names(repo) -> set[str]:
-    return {stage.name for stage in pipeline(repo)}
+    """The names of dvc.yaml's stages; a `.dvc` file (`dvc add`, `dvc import`) is a stage with no name."""
+    return {name for stage in pipeline(repo) if (name := getattr(stage, "name", None))}
 
 
 def dvc_outs(repo) -> list[tuple[str, bool]]:
@@ -766,18 +791,18 @@ def workspace_state(root: Path, release_dir: str) -> ReleaseState:
     return ReleaseState(release_dir, version, files, manifest, outs, notes, stale)
 
 
-def revision_state(root: Path, release_dir: str, rev: str) -> ReleaseState:
+def revision_state(root: Path, release_dir: str, rev: str, remote: str | None = None) -> ReleaseState:
     """The release as committed at `rev`, read through DVC without a checkout.
 
-    Files come from the local cache, or are streamed from the default remote
-    when they are not cached.
+    Files come from the local cache, or are streamed from `remote` (default:
+    the default remote) when they are not cached.
     """
     from dvc.api import DVCFileSystem
     from dvc.scm import RevError
     from ruamel.yaml import YAML
 
     try:
-        fs = DVCFileSystem(str(root), rev=rev)
+        fs = DVCFileSystem(str(root), rev=rev, remote=remote)
         lock_text = fs.read_text(LOCK_FILE, encoding="utf-8")
     except RevError:
         raise CqiaError(f"unknown revision {rev!r}", where="--rev",
