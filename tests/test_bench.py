@@ -194,3 +194,23 @@ def test_the_bench_repo_can_use_another_dvc_cache_type(tmp_path):
     assert run_name(1000, "hardlink") == "1000-hardlink" and run_name(1000, "reflink,copy") == "1000-reflink-copy"
     assert run_name(1000, None) == "1000"
     assert run_name(1000, None, 0.3) == "1000-clusters0.3"
+
+
+@pytest.mark.e2e
+def test_profile_and_stage_cpu_measure_a_stage_of_a_built_bench_repo(tmp_path, capsys):
+    """bench.profile writes its profile although a stage ends with os._exit; bench.stage_cpu splits the CPU."""
+    from bench import profile, stage_cpu
+    from bench.run import build_repo
+
+    repo = build_repo(tmp_path / "r", 240, 2)
+    repo.dvc("repro")
+    out = tmp_path / "category.prof"
+    assert profile.main(["--repo", str(repo.path), "--stage", "category@cqia_01", "--out", str(out), "--top", "5"]) == 0
+    shown = capsys.readouterr().out
+    assert out.stat().st_size > 0 and "cqia/ingest/stage.py" in shown
+    assert stage_cpu.main(["--repo", str(repo.path), "--stage", "category@cqia_01", "--workers", "1", "2"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    one, two = (row.split() for row in rows[-2:])
+    assert one[0] == "1" and two[0] == "2"
+    assert float(one[2]) > 0 and float(one[3]) == 0.0      # one process: nothing in worker processes
+    assert repo.dvc("status", "-q", check=False).returncode == 0   # the stage rewrote the same bytes
