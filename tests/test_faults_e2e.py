@@ -103,6 +103,32 @@ def test_a_damaged_cache_object_is_named_by_cqia_verify_and_the_repair_in_its_me
     assert lock_md5(copy) == md5 and copy.git("status", "--porcelain").stdout == ""
 
 
+def test_cqia_release_refuses_to_push_a_damaged_cache_object_and_the_repair_lets_it_finish(copy):
+    """`dvc push` sends a damaged cache object as it is (the workspace copy being sound): cqia release
+    hashes the release's objects before the push, names the damaged one, and pushes nothing."""
+    md5 = lock_md5(copy)
+    store = copy.path.parent / STORE
+    pushed = obj(store, md5).read_bytes()
+    for gone in (obj(store, md5), obj(store, release_dir_md5(copy))):   # as if it had never reached the remote
+        gone.unlink()                                                    # (the file, and its directory's listing)
+    damage(obj(copy.file(".dvc/cache"), md5))
+    refused = copy.cqia("release", "v0.2", check=False)
+    assert refused.returncode == 1
+    rel = f".dvc/cache/files/md5/{md5[:2]}/{md5[2:]}"
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: {rel}: the DVC cache object of {FILE} is damaged (it holds md5 {damaged_md5(copy.file(rel))[:12]}, "
+        f"not the {md5[:12]} it is named by). Nothing was pushed, committed or tagged; remove it and rebuild: "
+        f"`rm -f {rel}`, then `dvc repro --force publish@zhihu` (it writes the same bytes again), then run "
+        "`cqia release v0.2` again")
+    assert not obj(store, md5).exists() and copy.git("tag", "-l", "v0.2").stdout == ""
+    # the repair the message gives, then the same command
+    copy.run("sh", "-c", f"rm -f {rel}")
+    copy.dvc("repro", "--force", "publish@zhihu")
+    copy.cqia("release", "v0.2")
+    assert copy.git("tag", "-l", "v0.2").stdout == "v0.2\n"
+    assert obj(store, md5).read_bytes() == pushed
+
+
 def clone(copy: Repo, name: str) -> Repo:
     dest = copy.path.parent / name
     subprocess.run(["git", "clone", "-q", str(copy.path), str(dest)], env=copy.env, check=True)

@@ -40,7 +40,8 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     """Build, push, commit and tag release VERSION.
 
     Sets `release.version` in params.yaml, runs `dvc repro` (every gate),
-    checks the release against its manifest and dvc.lock, runs `dvc push`,
+    checks the release against its manifest and dvc.lock and its DVC cache
+    objects against their names (`dvc push` would send a damaged one), runs `dvc push`,
     commits dvc.lock, params.yaml and the metrics, and creates an annotated
     tag whose message counts the records per category and what changed since
     the previous release. It prints the tag message and what to push (with
@@ -53,8 +54,9 @@ def release(version: str, remote_name: str | None, as_json: bool) -> None:
     when the remote is unknown, unreachable, without credentials or not
     writable. When a gate or the push fails it commits and tags nothing; the
     build stays in the workspace. A push that moves nothing for 120 s (a stall
-    in the middle of an upload; CQIA_PUSH_STALL_SECONDS) is stopped and fails. A run that failed or was stopped at any step
-    is finished by running the same command again: the tag is made only after
+    in the middle of an upload; CQIA_PUSH_STALL_SECONDS) is stopped and fails.
+    A run that failed or was stopped at any step is finished by running the
+    same command again: the tag is made only after
     the data is on the remote, and on a commit tagged VERSION already the
     command pushes the data again and prints the summary.
 
@@ -227,6 +229,7 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
     if stray:
         raise CqiaError(f"`dvc repro` changed files that are not outputs of a stage: {rel.name_some(stray)}",
                         where=where, fix=f"Nothing was pushed, committed or tagged; find what wrote them, then {again}")
+    _check_objects(rel, root, release_dir, state, version, again)
     _progress(f"release {version}: built and verified; pushing the data to DVC remote '{remote}'")
     done = (f"Tag {version} is on this commit but its data may not all be on the remote" if tagged
             else "Nothing was committed or tagged")
@@ -244,6 +247,24 @@ def _build_and_push(rel, root: Path, version: str, where: str, build, release_di
         raise CqiaError(f"`dvc push -r {remote}` failed: {reason}", where=where,
                         fix=f"{done}; when the remote is reachable, {retry}")
     return state
+
+
+def _check_objects(rel, root: Path, release_dir: str, state, version: str, again: str) -> None:
+    """Refuse to push a release whose DVC cache objects are damaged (`dvc push` sends them as they are).
+
+    DVC trusts its cache: an object whose bytes changed under the same size and mtime passes `dvc
+    repro` and is pushed, so the remote would hold bytes that do not match the tag. Every release
+    file's object is hashed again (~7 s a GB here); the first damaged one is named with its repair.
+    """
+    from cqia.registry.cache_objects import damage_error, inspect_objects
+
+    _progress(f"release {version}: checking the DVC cache objects of {release_dir}")
+    objects = inspect_objects(root, release_dir, state.outs, sorted(state.files))
+    if objects.damaged:
+        error = damage_error(objects.damaged)
+        fix = error.fix or ""
+        raise CqiaError(error.bare, where=error.where,
+                        fix=f"Nothing was pushed, committed or tagged; {fix[:1].lower()}{fix[1:]}, then {again}")
 
 
 @click.command()
