@@ -254,7 +254,8 @@ def _check_objects(rel, root: Path, release_dir: str, state, version: str, again
 
     DVC trusts its cache: an object whose bytes changed under the same size and mtime passes `dvc
     repro` and is pushed, so the remote would hold bytes that do not match the tag. Every release
-    file's object is hashed again (~7 s a GB here); the first damaged one is named with its repair.
+    file's object is hashed again (24 s for the 5.6 GB of a 1M-record release here); the first
+    damaged one is named with its repair.
     """
     from cqia.registry.cache_objects import damage_error, inspect_objects
 
