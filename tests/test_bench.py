@@ -17,7 +17,7 @@ from cqia.ingest.config import checked_category
 from cqia.ingest.formats import FORMAT_NAMES
 from cqia.ingest.formats import FORMATS as FORMATS_BY_NAME
 from cqia.ingest.judge import Processor, Source
-from cqia.ingest.raw import read_raw_file
+from cqia.ingest.raw import RawItems
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_generated_records_are_rejected_with_the_reason_they_were_generated_for(
         n = 0
         for name in spec.raw_files:
             path = tmp_path / spec.name / name
-            items = read_raw_file(path, FORMATS_BY_NAME[spec.format])
+            items = RawItems(path, FORMATS_BY_NAME[spec.format])
             for outcome in processor.process(Source(path.as_posix(), "-"), items):
                 n += 1
                 if outcome.accepted:

@@ -23,7 +23,7 @@ from cqia.ingest.config import checked_category, load_checked_categories
 from cqia.ingest.decisions import load_decisions
 from cqia.ingest.formats import FORMATS, edit_base
 from cqia.ingest.judge import Processor, Source
-from cqia.ingest.raw import read_raw_file
+from cqia.ingest.raw import RawItems
 from cqia.registry.audit import readable_steps
 from tests.conftest import ROOT, lineage_errors
 
@@ -125,7 +125,7 @@ def judged(monkeypatch, categories):
         processor = Processor(category, schema, decisions)
         for name in category.raw:
             path = raw_dir / name
-            for outcome in processor.process(Source(path.as_posix(), "0" * 32), read_raw_file(path, FORMATS[category.format])):
+            for outcome in processor.process(Source(path.as_posix(), "0" * 32), RawItems(path, FORMATS[category.format])):
                 steps = outcome.lineage["steps"]
                 if any(L.is_edit(s) for s in steps):
                     base = edit_base(category.format, steps[0]["layout"], outcome.lineage["raw"])

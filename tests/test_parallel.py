@@ -34,7 +34,7 @@ from cqia.ingest.executor import EXECUTOR_ENV, executor_name
 from cqia.ingest.formats import FORMATS
 from cqia.ingest.judge import Processor, Source, make_id
 from cqia.ingest.parallel import CHUNK_ENV, WORKERS_ENV, Workers, chunk_bytes, worker_count
-from cqia.ingest.raw import read_raw_file
+from cqia.ingest.raw import RawItems
 from cqia.ingest.written import written_form
 from stages.category import main
 
@@ -57,7 +57,7 @@ def run(raw_dir: Path, name: str, entry: dict, decisions: dict[str, Decision], w
     kept, records = [], {}
     with Workers(processor, render, workers, chunk) as pool:
         for file in category.raw:
-            items = read_raw_file(raw_dir / file, FORMATS[category.format])
+            items = RawItems(raw_dir / file, FORMATS[category.format])
             kept += pool.outcomes(Source((raw_dir / file).as_posix(), "0" * 32), items)
             records[file] = items.records
         assert (pool.chunks_sent > 1) == (workers > 1 and chunk is not None)
@@ -158,7 +158,7 @@ def test_chunks_are_numbered_and_name_their_place_in_the_file(tmp_path):
     """What a failed chunk's error names (cqia/ingest/ray_executor.py): its number, its bytes or elements."""
     body = b"".join(line(f"问题{i}", f"回答{i}很长很长。") for i in range(30))
     (tmp_path / "train.jsonl").write_bytes(body)
-    items = read_raw_file(tmp_path / "train.jsonl", FORMATS["poison-mpts"])
+    items = RawItems(tmp_path / "train.jsonl", FORMATS["poison-mpts"])
     chunks = list(Workers(None, None, 2, 100)._chunks(Source("train.jsonl", "0" * 32), items))
     assert [chunk.number for chunk in chunks] == list(range(1, len(chunks) + 1)) and len(chunks) > 3
     spans = [tuple(int(n) for n in chunk.span.removeprefix("bytes ").split("-")) for chunk in chunks]
@@ -167,7 +167,7 @@ def test_chunks_are_numbered_and_name_their_place_in_the_file(tmp_path):
 
     element = '{"instruction": "下列做法正确的是？", "input": "", "output": "B"}'
     (tmp_path / "part1.json").write_text("[" + ",\n".join([element] * 10) + "]", encoding="utf-8")
-    items = read_raw_file(tmp_path / "part1.json", FORMATS["coig-human-value"])
+    items = RawItems(tmp_path / "part1.json", FORMATS["coig-human-value"])
     chunks = list(Workers(None, None, 2, 100)._chunks(Source("part1.json", "0" * 32), items))
     assert [chunk.span for chunk in chunks] == ["elements 1-2", "elements 3-4", "elements 5-6", "elements 7-8",
                                                 "elements 9-10"]

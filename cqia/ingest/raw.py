@@ -65,11 +65,6 @@ class RawItems:
             yield line
 
 
-def read_raw_file(path: Path, fmt: Format) -> RawItems:
-    """The raw items of one file, with file-level problems as one-line errors."""
-    return RawItems(path, fmt)
-
-
 def raw_files(category_name: str, names: Iterable[str], raw_dir: Path, fmt: Format) -> Iterator[tuple[Source, RawItems]]:
     """Each raw file a category lists, in its order, with its provenance (path and md5)."""
     for name in names:
@@ -77,4 +72,4 @@ def raw_files(category_name: str, names: Iterable[str], raw_dir: Path, fmt: Form
         if not path.is_file():
             raise CqiaError(f"raw file '{name}' listed in params is missing", where=str(path),
                             fix=f"Put it in {raw_dir}/ (or `dvc pull` it), or fix categories.{category_name}.raw")
-        yield Source(file=path.as_posix(), md5=file_digest(path)), read_raw_file(path, fmt)
+        yield Source(file=path.as_posix(), md5=file_digest(path)), RawItems(path, fmt)
