@@ -17,7 +17,6 @@ bookkeeping to RSS: read its sizes, not seconds; `--rss-only` runs without it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.profile import stage_command  # noqa: E402
+from bench.profile import stage_command, stage_parser  # noqa: E402
 from bench.run import isolated_env  # noqa: E402
 from cqia.ingest.parallel import WORKERS_ENV  # noqa: E402
 
@@ -100,10 +99,7 @@ def measure_stage(repo: Path, stage: str, source: Path | None = None, top: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", type=Path, required=True, help="a bench repo kept by `bench.run --keep`")
-    ap.add_argument("--stage", required=True, help="a stage name of dvc.lock, e.g. dedup")
+    ap = stage_parser("bench.memory", __doc__, "dedup")
     ap.add_argument("--source", type=Path, help="a checkout whose cqia/ and stages/ run instead of the repo's copy")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--rss-only", action="store_true",

@@ -42,6 +42,15 @@ sys.exit(code or 0)
 """
 
 
+def stage_parser(prog: str, doc: str | None, example: str) -> argparse.ArgumentParser:
+    """The arguments every per-stage bench tool takes: a kept bench repo and one of its stages."""
+    ap = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, required=True, help="a bench repo kept by `bench.run --keep`")
+    ap.add_argument("--stage", required=True, help=f"a stage name of dvc.lock, e.g. {example}")
+    return ap
+
+
 def stage_command(repo: Path, stage: str) -> list[str]:
     """The stage's command line as dvc.lock records it."""
     from ruamel.yaml import YAML
@@ -85,10 +94,7 @@ def _short(file: str, under: Path | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", type=Path, required=True, help="a bench repo kept by `bench.run --keep`")
-    ap.add_argument("--stage", required=True, help="a stage name of dvc.lock: category@<name>, dedup, publish@<name>, merge, report")
+    ap = stage_parser("bench.profile", __doc__, "category@<name>, dedup, publish@<name>, merge, report")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", choices=("cumulative", "tottime"), default="cumulative")
     ap.add_argument("--out", type=Path, help="profile file (default bench/out/profile-<stage>.prof)")

@@ -13,7 +13,6 @@ cannot be faster than (main + workers CPU) / N; where wall time is above that, t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.profile import stage_command  # noqa: E402
+from bench.profile import stage_command, stage_parser  # noqa: E402
 from bench.run import isolated_env  # noqa: E402
 
 # Runs the stage's `python -m` module in this process and reports, at exit (a stage ends with
@@ -58,10 +57,7 @@ def records_of(repo: Path, stage: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.stage_cpu", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", type=Path, required=True, help="a bench repo kept by `bench.run --keep`")
-    ap.add_argument("--stage", required=True, help="a stage of dvc.lock, e.g. category@cqia_01")
+    ap = stage_parser("bench.stage_cpu", __doc__, "category@cqia_01")
     ap.add_argument("--workers", nargs="+", default=[""], help="CQIA_WORKERS values to run with (default: unset)")
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args(argv)

@@ -262,10 +262,7 @@ def _check_objects(rel, root: Path, release_dir: str, state, version: str, again
     _progress(f"release {version}: checking the DVC cache objects of {release_dir}")
     objects = inspect_objects(root, release_dir, state.outs, sorted(state.files))
     if objects.damaged:
-        error = damage_error(objects.damaged)
-        fix = error.fix or ""
-        raise CqiaError(error.bare, where=error.where,
-                        fix=f"Nothing was pushed, committed or tagged; {fix[:1].lower()}{fix[1:]}, then {again}")
+        raise damage_error(objects.damaged, before="Nothing was pushed, committed or tagged; ", after=again)
 
 
 @click.command()

@@ -122,8 +122,13 @@ def ngram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     character, the last ones padded with U+0000 (so a text shorter than n
     still has one n-gram, and no n-gram spans two texts).
     """
+    return _lowered_hashes([t.lower() for t in texts], n)
+
+
+def _lowered_hashes(lowered: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`ngram_hashes` of texts lower-cased already."""
     pad = "\x00" * (n - 1)
-    lowered = [t.lower() or "\x00" for t in texts]
+    lowered = [t or "\x00" for t in lowered]
     lens = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
     joined = pad.join(lowered) + pad
     cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
@@ -173,12 +178,13 @@ def signature_pairs(pairs: list[tuple[str, str]], config: NearDupConfig) -> tupl
     if not pairs:
         empty = np.zeros((0, config.num_perm), dtype=np.uint8)
         return empty, empty
-    hashes, offsets = ngram_hashes([whole for whole, _ in pairs], config.ngram)
+    wholes = [whole.lower() for whole, _ in pairs]
+    hashes, offsets = _lowered_hashes(wholes, config.ngram)
     ends = offsets[1:].astype(np.int64)
     parts, lengths = [], []
-    for k, (whole, output) in enumerate(pairs):
+    for k, (_, output) in enumerate(pairs):
         lowered = output.lower()
-        if lowered and whole.lower().endswith("\n" + lowered):
+        if lowered and wholes[k].endswith("\n" + lowered):
             part = hashes[ends[k] - len(lowered):ends[k]]
         else:
             part = ngram_hashes([output], config.ngram)[0]

@@ -64,7 +64,7 @@ def _shown(path: str, root: Path) -> str:
 
 @dataclass(frozen=True)
 class Objects:
-    """What `inspect_objects` found for the release files that do not match dvc.lock."""
+    """What `inspect_objects` found for the release files it was given."""
 
     damaged: list[Damaged]
     uncached: list[str]        # files (relative to the release directory) whose object is not in the cache
@@ -75,8 +75,8 @@ class Objects:
 def inspect_objects(root: Path, release_dir: str, outs: Iterable, files: list[str],
                     remote: str | None = None) -> Objects:
     """The objects, in the local cache and on `remote` (default: the default remote), of the release `files`
-    (relative to `release_dir`) that do not match dvc.lock. The remote is read only for a file whose
-    cache object is damaged or absent: a sound one means the workspace copy was changed."""
+    (relative to `release_dir`): those that do not match dvc.lock (`cqia verify`), or all of them before
+    a push (`cqia release`). The remote is read only for a file whose cache object is damaged or absent."""
     from dvc.repo import Repo
 
     wanted = {f: found for f in files if (found := expected_md5(outs, f))}
@@ -121,8 +121,9 @@ def inspect_objects(root: Path, release_dir: str, outs: Iterable, files: list[st
     return found
 
 
-def damage_error(damaged: list[Damaged]) -> CqiaError:
-    """One line naming the first damaged object, the file it belongs to, and the repair that works."""
+def damage_error(damaged: list[Damaged], before: str = "", after: str = "") -> CqiaError:
+    """One line naming the first damaged object, the file it belongs to, and the repair that works
+    (`before` and `after` it: what the command did not do, and what to run once it is repaired)."""
     from cqia.common.text import counted
 
     first = damaged[0]
@@ -143,8 +144,9 @@ def damage_error(damaged: list[Damaged]) -> CqiaError:
     steps += [f"`dvc repro --force {stages}` (it writes the same bytes again)"]
     if any(d.where != "cache" for d in damaged):
         steps += ["`dvc push`"]
+    repair = f"emove {'them' if len(damaged) > 1 else 'it'} and rebuild: " + ", then ".join(steps)
     return CqiaError(message, where=first.path,
-                     fix=f"Remove {'them' if len(damaged) > 1 else 'it'} and rebuild: " + ", then ".join(steps))
+                     fix=f"{before}{'r' if before else 'R'}{repair}" + (f", then {after}" if after else ""))
 
 
 def uncached_fix(found: Objects, stages: str) -> str:
